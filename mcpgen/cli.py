@@ -1,0 +1,143 @@
+"""The `mcpgen` command line (click). Bad input exits non-zero with a message, never a traceback."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mcpgen import __version__
+from mcpgen.config import load_config
+from mcpgen.errors import UserError, Warnings
+
+EXIT_USER_ERROR = 1
+EXIT_INTERNAL = 70
+
+
+def _guarded(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn UserError into a readable message and exit 1; hide tracebacks of internal errors."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except UserError as exc:
+            click.echo(exc.render(), err=True)
+            sys.exit(EXIT_USER_ERROR)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        except Exception as exc:  # a bug in mcpgen, not in the input
+            if os.environ.get("MCPGEN_DEBUG"):
+                traceback.print_exc()
+            click.echo(
+                f"internal error: {type(exc).__name__}: {exc}\n"
+                "hint: this is a bug in mcpgen; rerun with MCPGEN_DEBUG=1 for details and report it",
+                err=True,
+            )
+            sys.exit(EXIT_INTERNAL)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mcpgen")
+def main() -> None:
+    """Compile service definitions into validated MCP tool bundles."""
+
+
+@main.command()
+@click.argument("sources", nargs=-1)
+@click.option(
+    "-I",
+    "--import-path",
+    "import_paths",
+    multiple=True,
+    metavar="DIR",
+    help="Folder that imports are relative to (repeatable).",
+)
+@click.option(
+    "-o",
+    "--out",
+    default=None,
+    metavar="OUT",
+    help="Bundle folder to write (default: mcp_bundle, or `out` in the config).",
+)
+@click.option(
+    "--config",
+    "config_file",
+    default=None,
+    metavar="FILE",
+    help="Config file (default: ./mcpgen.toml, or [tool.mcpgen] in ./pyproject.toml).",
+)
+@click.option("-q", "--quiet", is_flag=True, help="Print errors only.")
+@_guarded
+def build(
+    sources: tuple[str, ...],
+    import_paths: tuple[str, ...],
+    out: str | None,
+    config_file: str | None,
+    quiet: bool,
+) -> None:
+    """Build SOURCES (.proto files, folders, descriptor sets) into an MCP tool bundle."""
+    from mcpgen.build import build as run_build
+
+    config = load_config(config_file)
+    if sources:
+        config.sources = list(sources)
+    config.import_paths = list(import_paths) + config.import_paths
+    if out is not None:
+        config.out = out
+    warnings = Warnings()
+    try:
+        result = run_build(config, warnings)
+    finally:
+        if not quiet:
+            for warning in warnings.items:
+                click.echo(f"warning: {warning}", err=True)
+    if not quiet:
+        click.echo(
+            f"mcpgen: {len(result.tools)} tools from {result.services} services "
+            f"→ {_shown(result.out)}/ ({result.skipped} RPCs skipped, {result.seconds:.2f} s)",
+            err=True,
+        )
+
+
+@main.command("tools")
+@click.argument("bundle", default="mcp_bundle")
+@_guarded
+def list_tools(bundle: str) -> None:
+    """List the tools of BUNDLE (default: mcp_bundle)."""
+    from mcpgen.templating import render
+
+    path = Path(bundle)
+    manifest_path = path / "manifest.json" if path.is_dir() else path
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        tools = manifest["tools"]
+    except FileNotFoundError as exc:
+        raise UserError(f"no manifest at {manifest_path}", hint="run `mcpgen build` first") from exc
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise UserError(f"{manifest_path} is not an mcpgen manifest") from exc
+    inputs = {}
+    for tool in tools:
+        schema = tool.get("inputSchema", {})
+        required = set(schema.get("required", []))
+        inputs[tool["name"]] = ", ".join(
+            name + ("*" if name in required else "") for name in schema.get("properties", {})
+        )
+    click.echo(render("tools.txt.j2", manifest=manifest, bundle=bundle, inputs=inputs), nl=False)
+
+
+def _shown(path: Path) -> str:
+    try:
+        return path.resolve().relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return path.as_posix()

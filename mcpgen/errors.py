@@ -1,0 +1,66 @@
+"""User-facing errors and warnings.
+
+A `UserError` is bad input (a file that does not compile, an unknown config key, ...): the CLI
+prints it as `file:line: message` plus a hint and exits non-zero, never with a traceback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    message: str
+    file: str | None = None
+    line: int | None = None
+    column: int | None = None
+
+    def __str__(self) -> str:
+        where = ""
+        if self.file:
+            where = self.file
+            if self.line:
+                where += f":{self.line}"
+                if self.column:
+                    where += f":{self.column}"
+            where += ": "
+        return where + self.message
+
+
+class UserError(Exception):
+    """Input the user must fix. Carries one or more problems and a hint on what to do."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        hint: str | None = None,
+        problems: list[Problem] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.file = file
+        self.line = line
+        self.hint = hint
+        self.problems = problems or []
+
+    def render(self) -> str:
+        head = str(Problem(self.message, self.file, self.line))
+        lines = [f"error: {head}"]
+        lines += [f"  {p}" for p in self.problems]
+        if self.hint:
+            lines.append(f"hint: {self.hint}")
+        return "\n".join(lines)
+
+
+@dataclass(slots=True)
+class Warnings:
+    """Warnings collected by the stages of one build, printed once by the CLI."""
+
+    items: list[str] = field(default_factory=list)
+
+    def add(self, message: str) -> None:
+        self.items.append(message)

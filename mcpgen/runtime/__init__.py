@@ -1,0 +1,1 @@
+"""The small, stable library that generated servers import: validation, transports, policy."""

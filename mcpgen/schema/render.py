@@ -1,0 +1,425 @@
+"""Messages → JSON Schema 2020-12, in the precise and the portable rendering.
+
+Precise is sound for protobuf's JSON printer (outputs) and as strict as its parser (inputs):
+message types are inlined except those on a reference cycle, which live in `$defs`. Portable is
+what every major LLM client accepts: everything inlined, recursion cut at a depth limit, and
+what it cannot express (oneof exclusivity, recursion) said in descriptions instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mcpgen.model import Catalog, Enum, Field, FieldBehavior, Message, Rules, Scalar, TypeRef
+from mcpgen.schema.scalars import (
+    DIGITS,
+    INT32,
+    NULL_VALUE,
+    OBJECT_WELL_KNOWN,
+    ROOT_VALUE_KEY,
+    SIGNED_DIGITS,
+    WELL_KNOWN,
+    scalar_schema,
+    well_known_schema,
+)
+
+Schema = dict[str, Any]
+_INTEGER_KEYS = {
+    Scalar.INT32: SIGNED_DIGITS, Scalar.SINT32: SIGNED_DIGITS, Scalar.SFIXED32: SIGNED_DIGITS,
+    Scalar.INT64: SIGNED_DIGITS, Scalar.SINT64: SIGNED_DIGITS, Scalar.SFIXED64: SIGNED_DIGITS,
+    Scalar.UINT32: DIGITS, Scalar.FIXED32: DIGITS, Scalar.UINT64: DIGITS, Scalar.FIXED64: DIGITS,
+}  # fmt: skip
+_BEHAVIOR_NOTES = {
+    FieldBehavior.OUTPUT_ONLY: "Output only.",
+    FieldBehavior.INPUT_ONLY: "Input only.",
+    FieldBehavior.IMMUTABLE: "Immutable once set.",
+    FieldBehavior.IDENTIFIER: "Identifier of the resource.",
+}
+# Rule keywords that constrain a value of the given JSON type.
+_STRING_KEYWORDS = {"minLength", "maxLength", "pattern", "format", "enum"}
+_NUMBER_KEYWORDS = {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "enum"}
+_ARRAY_KEYWORDS = {"minItems", "maxItems", "uniqueItems"}
+_OBJECT_KEYWORDS = {"minProperties", "maxProperties"}
+
+
+def join_text(*parts: str | None) -> str:
+    return "\n\n".join(p.strip() for p in parts if p and p.strip())
+
+
+def recursive_types(catalog: Catalog) -> set[str]:
+    """Message types on a reference cycle (Tarjan's SCC, iterative: corpora can be deep)."""
+    graph: dict[str, list[str]] = {
+        name: sorted(
+            {
+                f.type.message
+                for f in m.fields
+                if f.type.message and f.type.message in catalog.messages
+            }
+        )
+        for name, m in catalog.messages.items()
+    }
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    result: set[str] = set()
+    counter = 0
+    for start in sorted(graph):
+        if start in index:
+            continue
+        work = [(start, iter(graph[start]))]
+        index[start] = low[start] = counter
+        counter += 1
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            node, children = work[-1]
+            advanced = False
+            for child in children:
+                if child not in index:
+                    index[child] = low[child] = counter
+                    counter += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(graph[child])))
+                    advanced = True
+                    break
+                if child in on_stack:
+                    low[node] = min(low[node], index[child])
+            if advanced:
+                continue
+            work.pop()
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1 or node in graph[node]:
+                    result.update(component)
+    return result
+
+
+class SchemaRenderer:
+    """Renders the messages of one catalog. Caches per message, so shared types cost once."""
+
+    def __init__(self, catalog: Catalog, recursion_depth: int = 3) -> None:
+        self.catalog = catalog
+        self.recursion_depth = recursion_depth
+        self.recursive = recursive_types(catalog)
+        self._precise: dict[tuple[str, bool], tuple[Schema, frozenset[str]]] = {}
+        self._portable: dict[str, Schema] = {}
+        self._enums: dict[tuple[str, bool, bool], Schema] = {}
+
+    # ---- public API -------------------------------------------------------------------------
+
+    def precise(self, message: str, *, output: bool) -> Schema:
+        """Precise schema with an object root; `$defs` holds the types on reference cycles."""
+        if message in WELL_KNOWN:
+            return self._well_known_root(message, precise=True, output=output)
+        body, refs = self._precise_body(message, output)
+        defs: dict[str, Schema] = {}
+        todo = sorted(refs)
+        while todo:
+            name = todo.pop()
+            if name in defs:
+                continue
+            defs[name], more = self._precise_body(name, output)
+            todo += sorted(more - defs.keys())
+        if not defs:
+            return body
+        return {**body, "$defs": dict(sorted(defs.items()))}
+
+    def portable(self, message: str) -> Schema:
+        """Portable input schema: plain objects only, no references or combinators."""
+        if message in WELL_KNOWN:
+            return self._well_known_root(message, precise=False, output=False)
+        return self._portable_message(message, {})
+
+    @staticmethod
+    def _well_known_root(message: str, precise: bool, output: bool) -> Schema:
+        """A well-known type as a tool's root: JSON objects as they are, others under `value`."""
+        schema = well_known_schema(message, precise=precise, output=output)
+        if message in OBJECT_WELL_KNOWN:
+            return {"type": "object", "properties": {}, **schema}
+        root: Schema = {"type": "object", "properties": {ROOT_VALUE_KEY: schema}}
+        if precise:
+            root["additionalProperties"] = False
+        if not output:
+            root["required"] = [ROOT_VALUE_KEY]
+        return root
+
+    # ---- precise ----------------------------------------------------------------------------
+
+    def _precise_body(self, name: str, output: bool) -> tuple[Schema, frozenset[str]]:
+        key = (name, output)
+        cached = self._precise.get(key)
+        if cached is not None:
+            return cached
+        message = self.catalog.messages[name]
+        properties: Schema = {}
+        refs: set[str] = set()
+        for fld in message.fields:
+            schema, field_refs = self._precise_field(fld, output)
+            properties[fld.json_name] = schema
+            refs |= field_refs
+        schema = self._object(message, properties, output, precise=True)
+        if not output:
+            required = [f.json_name for f in message.fields if f.required]
+            if required:
+                schema["required"] = required
+        exclusive = self._oneof_exclusion(message)
+        if exclusive:
+            schema["dependentSchemas"] = exclusive
+        result = (schema, frozenset(refs))
+        self._precise[key] = result
+        return result
+
+    def _precise_field(self, fld: Field, output: bool) -> tuple[Schema, frozenset[str]]:
+        rules = None if output else fld.rules
+        value, refs = self._precise_value(fld.type, _element_rules(fld, rules), output)
+        if fld.is_map:
+            value = self._map(fld, value, rules, precise=True)
+        elif fld.repeated:
+            value = {"type": "array", "items": value}
+            if rules:
+                _apply(value, rules.schema, _ARRAY_KEYWORDS)
+        return self._decorate(fld, value, rules, precise=True), refs
+
+    def _precise_value(
+        self, ref: TypeRef, rules: Rules | None, output: bool
+    ) -> tuple[Schema, frozenset[str]]:
+        if ref.scalar is not None:
+            return self._scalar(ref.scalar, rules, precise=True), frozenset()
+        if ref.enum is not None:
+            return self._enum(ref.enum, rules, precise=True), frozenset()
+        name = ref.message
+        assert name is not None
+        if name in WELL_KNOWN:
+            return well_known_schema(name, precise=True, output=output), frozenset()
+        if name in self.recursive:
+            return {"$ref": f"#/$defs/{name}"}, frozenset({name})
+        return self._precise_body(name, output)
+
+    # ---- portable ---------------------------------------------------------------------------
+
+    def _portable_message(self, name: str, path: dict[str, int]) -> Schema:
+        cached = self._portable.get(name)
+        if cached is not None:
+            return cached
+        message = self.catalog.messages[name]
+        inner = dict(path)
+        inner[name] = inner.get(name, 0) + 1
+        properties: Schema = {}
+        required: list[str] = []
+        for fld in message.fields:
+            if FieldBehavior.OUTPUT_ONLY in fld.behaviors:
+                continue  # servers ignore output-only fields in requests; don't ask the model
+            properties[fld.json_name] = self._portable_field(fld, inner)
+            if fld.required:
+                required.append(fld.json_name)
+        schema = self._object(message, properties, output=False, precise=False)
+        if required:
+            schema["required"] = required
+        if name not in self.recursive:
+            self._portable[name] = schema
+        return schema
+
+    def _portable_field(self, fld: Field, path: dict[str, int]) -> Schema:
+        rules = fld.rules
+        value = self._portable_value(fld.type, _element_rules(fld, rules), path)
+        if fld.is_map:
+            value = self._map(fld, value, rules, precise=False)
+        elif fld.repeated:
+            value = {"type": "array", "items": value}
+            if rules:
+                _apply(value, rules.schema, _ARRAY_KEYWORDS)
+        return self._decorate(fld, value, rules, precise=False)
+
+    def _portable_value(self, ref: TypeRef, rules: Rules | None, path: dict[str, int]) -> Schema:
+        if ref.scalar is not None:
+            return self._scalar(ref.scalar, rules, precise=False)
+        if ref.enum is not None:
+            return self._enum(ref.enum, rules, precise=False)
+        name = ref.message
+        assert name is not None
+        if name in WELL_KNOWN:
+            return well_known_schema(name, precise=False, output=False)
+        if path.get(name, 0) >= self.recursion_depth:
+            return {
+                "type": "object",
+                "description": f"{name} message (recursive: nesting is cut here at depth "
+                f"{self.recursion_depth}; send its fields as JSON)",
+            }
+        return self._portable_message(name, path)
+
+    # ---- shared pieces ----------------------------------------------------------------------
+
+    def _object(self, message: Message, properties: Schema, output: bool, precise: bool) -> Schema:
+        schema: Schema = {"type": "object"}
+        notes = [
+            f"Set at most one of: {', '.join(_json_names(message, members))}."
+            for members in message.oneofs.values()
+            if len(members) > 1
+        ]
+        if not output:
+            notes += [
+                f"Exactly one of {', '.join(_json_names(message, message.oneofs[o]))} must be set."
+                for o in message.required_oneofs
+            ]
+        description = join_text(message.doc, *notes)
+        if description:
+            schema["description"] = description
+        if message.deprecated:
+            schema["deprecated"] = True
+        schema["properties"] = properties
+        if precise:
+            schema["additionalProperties"] = False
+        return schema
+
+    def _oneof_exclusion(self, message: Message) -> Schema:
+        """Each oneof member, when present, forbids the others (no combinator at the root)."""
+        result: Schema = {}
+        for members in message.oneofs.values():
+            if len(members) < 2:
+                continue
+            names = _json_names(message, members)
+            for name in names:
+                result[name] = {"properties": {other: False for other in names if other != name}}
+        return result
+
+    def _decorate(self, fld: Field, schema: Schema, rules: Rules | None, precise: bool) -> Schema:
+        """Field-level description, flags and rule notes, without mutating shared schemas."""
+        notes = [_BEHAVIOR_NOTES[b] for b in sorted(fld.behaviors) if b in _BEHAVIOR_NOTES]
+        if fld.oneof:
+            notes.append(f"Member of oneof `{fld.oneof}`.")
+        if fld.is_map and fld.map_key not in (None, Scalar.STRING):
+            notes.append(f"Keys are {fld.map_key} values written as strings.")
+        if rules:
+            notes += rules.notes
+        description = join_text(fld.doc, schema.get("description"), *notes)
+        out = dict(schema)
+        if "$ref" in out:
+            out = {"$ref": out["$ref"]}
+        if description:
+            out["description"] = description
+        if fld.deprecated:
+            out["deprecated"] = True
+        if precise and FieldBehavior.OUTPUT_ONLY in fld.behaviors:
+            out["readOnly"] = True
+        if FieldBehavior.INPUT_ONLY in fld.behaviors:
+            out["writeOnly"] = True
+        return _ordered(out)
+
+    def _scalar(self, kind: Scalar, rules: Rules | None, precise: bool) -> Schema:
+        schema = scalar_schema(kind, precise)
+        if rules and rules.schema:
+            schema = dict(schema)
+            json_type = schema["type"] if isinstance(schema["type"], str) else "number"
+            if kind in (Scalar.INT64, Scalar.SINT64, Scalar.SFIXED64, Scalar.UINT64,
+                        Scalar.FIXED64) and not precise:  # fmt: skip
+                bounds = {k: v for k, v in rules.schema.items() if k in _NUMBER_KEYWORDS}
+                if bounds:
+                    schema["description"] = join_text(
+                        schema.get("description"),
+                        "Constraints: " + ", ".join(f"{k} {v}" for k, v in bounds.items()),
+                    )
+                return schema
+            if json_type == "string":
+                _apply(schema, rules.schema, _STRING_KEYWORDS)
+            elif json_type in ("integer", "number"):
+                _apply(schema, rules.schema, _NUMBER_KEYWORDS)
+        return schema
+
+    def _enum(self, name: str, rules: Rules | None, precise: bool) -> Schema:
+        if name == NULL_VALUE:
+            return {"type": "null"}
+        key = (name, precise, rules is not None)
+        if rules is None and key in self._enums:
+            return self._enums[key]
+        enum: Enum = self.catalog.enums[name]
+        values = enum.values
+        if rules and rules.enum_allowed is not None:
+            values = [v for v in values if v.number in rules.enum_allowed]
+        if rules and rules.enum_excluded:
+            values = [v for v in values if v.number not in rules.enum_excluded]
+        names = list(dict.fromkeys(v.name for v in values))
+        value_docs = [
+            f"- {v.name}: {v.doc}" if v.doc else f"- {v.name}: deprecated"
+            for v in values
+            if v.doc or v.deprecated
+        ]
+        description = join_text(enum.doc, "\n".join(value_docs))
+        if precise:
+            open_numbers = not enum.closed and not (rules and rules.enum_defined_only)
+            if rules and rules.enum_allowed is not None:
+                numbers: Schema = {"type": "integer", "enum": sorted({v.number for v in values})}
+            elif open_numbers:
+                numbers = {"type": "integer", "minimum": INT32[0], "maximum": INT32[1]}
+            else:
+                numbers = {"type": "integer", "enum": sorted({v.number for v in values})}
+            schema: Schema = {"anyOf": [{"type": "string", "enum": names}, numbers]}
+        else:
+            schema = {"type": "string", "enum": names}
+        if description:
+            schema["description"] = description
+        if rules is None:
+            self._enums[key] = schema
+        return schema
+
+    def _map(self, fld: Field, value: Schema, rules: Rules | None, precise: bool) -> Schema:
+        schema: Schema = {"type": "object", "additionalProperties": value}
+        if precise:
+            names: Schema = {}
+            if fld.map_key in _INTEGER_KEYS:
+                names["pattern"] = _INTEGER_KEYS[fld.map_key]
+            elif fld.map_key is Scalar.BOOL:
+                names["pattern"] = "^(true|false)$"
+            if rules and rules.keys:
+                _apply(names, rules.keys.schema, _STRING_KEYWORDS - {"pattern"})
+            if names:
+                schema["propertyNames"] = names
+        if rules:
+            _apply(schema, rules.schema, _OBJECT_KEYWORDS)
+        return schema
+
+
+def _element_rules(fld: Field, rules: Rules | None) -> Rules | None:
+    """The rules of one value: of the items of a list, of the values of a map."""
+    if rules is None:
+        return None
+    if fld.is_map:
+        return rules.values
+    if fld.repeated:
+        return rules.items
+    return rules
+
+
+def _json_names(message: Message, field_names: list[str]) -> list[str]:
+    by_name = {f.name: f.json_name for f in message.fields}
+    return [by_name[n] for n in field_names]
+
+
+def _apply(schema: Schema, keywords: dict[str, Any], allowed: set[str]) -> None:
+    for key, value in keywords.items():
+        if key in allowed:
+            schema[key] = value
+
+
+_ORDER = {k: i for i, k in enumerate(
+    ["$ref", "type", "title", "description", "deprecated", "readOnly", "writeOnly", "format",
+     "contentEncoding", "enum", "anyOf", "minimum", "maximum", "exclusiveMinimum",
+     "exclusiveMaximum", "minLength", "maxLength", "pattern", "items", "minItems", "maxItems",
+     "uniqueItems", "properties", "additionalProperties", "propertyNames", "minProperties",
+     "maxProperties", "required", "dependentSchemas"]
+)}  # fmt: skip
+
+
+def _ordered(schema: Schema) -> Schema:
+    """Keywords in one reading order everywhere, so manifests diff cleanly."""
+    return dict(sorted(schema.items(), key=lambda kv: _ORDER.get(kv[0], len(_ORDER))))

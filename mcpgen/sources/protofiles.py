@@ -1,0 +1,137 @@
+""".proto files → FileDescriptorSet, compiled by the protoc that ships in `grpcio-tools`.
+
+Files are named the way protoc names them: relative to the import root (`-I`) that contains
+them, or to the folder given as a source (or the file's own folder) when no root does. The
+well-known types and the common googleapis protos (`google/api`, `google/rpc`, `google/type`)
+are importable without vendoring: their .proto files ship inside installed packages.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mcpgen.errors import Problem, UserError
+
+#: googleapis packages whose .proto files ship in `googleapis-common-protos`.
+GOOGLEAPIS_PACKAGES = ("google/api", "google/rpc", "google/type", "google/longrunning")
+
+
+@dataclass(slots=True)
+class ProtoFiles:
+    """The .proto inputs of one build: import roots and the files to compile, by protoc name."""
+
+    roots: list[Path] = field(default_factory=list)
+    names: dict[str, Path] = field(default_factory=dict)  # protoc name -> file on disk
+
+    def add_root(self, root: Path) -> None:
+        if root not in self.roots:
+            self.roots.append(root)
+
+    def add_file(self, path: Path, fallback_root: Path) -> None:
+        root = next((r for r in self.roots if path.is_relative_to(r)), None)
+        if root is None:
+            root = fallback_root
+            self.add_root(root)
+        name = path.relative_to(root).as_posix()
+        other = self.names.get(name)
+        if other is not None and other != path:
+            raise UserError(
+                f"two different files are both named {name!r}",
+                file=display_path(path),
+                hint=f"the other one is {display_path(other)}; give -I roots so names are unique",
+            )
+        self.names[name] = path
+
+
+def display_path(path: Path) -> str:
+    """A path as the user would write it: relative to the working directory when inside it."""
+    try:
+        return path.relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def builtin_import_paths() -> list[str]:
+    """protoc `-I` arguments for the well-known types and the common googleapis protos."""
+    import grpc_tools
+
+    paths = []
+    spec = importlib.util.find_spec("google.api")
+    if spec is not None and spec.submodule_search_locations:
+        site = Path(next(iter(spec.submodule_search_locations))).parent.parent
+        for package in GOOGLEAPIS_PACKAGES:
+            if (site / package).is_dir():
+                paths.append(f"{package}={site / package}")
+    paths.append(str(Path(grpc_tools.__file__).parent / "_proto"))
+    return paths
+
+
+_PROTOC_LINE = re.compile(r"^(?P<file>[^:\n]+?):(?:(?P<line>\d+):(?P<col>\d+):)?\s*(?P<msg>.+)$")
+
+
+def compile_protos(files: ProtoFiles) -> bytes:
+    """Run protoc over every file; return the FileDescriptorSet with imports and source info."""
+    if not files.names:
+        return b""
+    with tempfile.TemporaryDirectory(prefix="mcpgen-protoc-") as tmp:
+        out = Path(tmp) / "set.binpb"
+        argfile = Path(tmp) / "args"
+        args = ["--include_imports", "--include_source_info", f"--descriptor_set_out={out}"]
+        args += [f"--proto_path={root}" for root in files.roots]
+        args += [f"--proto_path={p}" for p in builtin_import_paths()]
+        args += sorted(files.names)
+        argfile.write_text("\n".join(args) + "\n", encoding="utf-8")
+        proc = subprocess.run(
+            [sys.executable, "-m", "grpc_tools.protoc", f"@{argfile}"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        )
+        if proc.returncode != 0 or not out.exists():
+            raise _protoc_error(proc.stderr, files)
+        return out.read_bytes()
+
+
+def _protoc_error(stderr: str, files: ProtoFiles) -> UserError:
+    problems: list[Problem] = []
+    for raw in stderr.splitlines():
+        text = raw.strip()
+        if not text or text.startswith("warning:") or ": warning:" in text:
+            continue
+        match = _PROTOC_LINE.match(text)
+        if match and (match["file"] in files.names or match["file"].endswith(".proto")):
+            name = match["file"]
+            disk = files.names.get(name)
+            problems.append(
+                Problem(
+                    match["msg"],
+                    file=display_path(disk) if disk else name,
+                    line=int(match["line"]) if match["line"] else None,
+                    column=int(match["col"]) if match["col"] else None,
+                )
+            )
+        else:
+            problems.append(Problem(text))
+    if not problems:
+        problems.append(Problem("protoc failed without a message"))
+    first = problems[0]
+    hint = "fix the .proto file named above"
+    if any("not found" in p.message or "File not found" in p.message for p in problems):
+        hint = (
+            "an imported file was not found: add the folder its import path is relative to "
+            "with -I DIR (or `import_paths` in the config)"
+        )
+    return UserError(
+        f"protoc could not compile the sources: {first.message}",
+        file=first.file,
+        line=first.line,
+        problems=problems[1:] if len(problems) > 1 else [],
+        hint=hint,
+    )
