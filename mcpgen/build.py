@@ -40,7 +40,11 @@ def compile_bundle(config: Config, warnings: Warnings | None = None) -> BuildRes
     started = time.perf_counter()
     warnings = warnings or Warnings()
     catalog = load_catalog(config.sources, config.import_paths, warnings)
-    renderer = SchemaRenderer(catalog, recursion_depth=config.recursion_depth)
+    renderer = SchemaRenderer(
+        catalog,
+        recursion_depth=config.recursion_depth,
+        portable_max_nodes=config.portable_max_nodes,
+    )
     tools = build_tools(catalog, config, renderer, warnings)
     validate_tools(tools, portable_inputs=config.schema_profile == "portable")
     files = bundle_files(tools)

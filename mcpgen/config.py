@@ -39,6 +39,7 @@ class Config:
     annotations: dict[str, dict[str, bool]] = field(default_factory=dict)
     schema_profile: str = "portable"
     recursion_depth: int = 3
+    portable_max_nodes: int = 2000
     file: str | None = None  # the config file read, for messages
 
 
@@ -68,6 +69,10 @@ _KEYS: dict[str, tuple[Any, str]] = {
     "recursion_depth": (
         lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 32,
         "an integer from 1 to 32",
+    ),
+    "portable_max_nodes": (
+        lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 50,
+        "an integer of at least 50",
     ),
 }
 

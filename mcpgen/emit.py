@@ -7,12 +7,13 @@ that fails at any point leaves an existing bundle untouched.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from mcpgen import __version__
 from mcpgen.errors import UserError
@@ -22,8 +23,13 @@ MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 
 
-def to_json(document: Any) -> str:
-    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+def to_json(document: Any) -> bytes:
+    """Pretty JSON (2-space indent, key order as built), UTF-8, ending in a newline.
+
+    orjson rather than the standard library: its pretty printer is ~20x faster, which matters
+    for bundles of tens of megabytes.
+    """
+    return orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
 
 
 def manifest(specs: list[ToolSpec]) -> dict[str, Any]:
@@ -37,7 +43,7 @@ def manifest(specs: list[ToolSpec]) -> dict[str, Any]:
 
 def bundle_files(specs: list[ToolSpec]) -> dict[str, bytes]:
     """Every file of the bundle, by name, as the bytes to write."""
-    return {MANIFEST: to_json(manifest(specs)).encode("utf-8")}
+    return {MANIFEST: to_json(manifest(specs))}
 
 
 def _check_target(out: Path) -> None:

@@ -22,8 +22,16 @@ from mcpgen.schema.scalars import (
     scalar_schema,
     well_known_schema,
 )
+from mcpgen.schema.sizing import (
+    LONG_TEXT,
+    PORTABLE_MAX_NODES,
+    recursive_types,
+    shared_types,
+)
 
 Schema = dict[str, Any]
+UNLIMITED = 1000  # a nesting depth that stands for "no limit"
+MAX_CUT_DEPTH = 12  # deepest nesting tried when a portable schema must be cut to size
 _INTEGER_KEYS = {
     Scalar.INT32: SIGNED_DIGITS, Scalar.SINT32: SIGNED_DIGITS, Scalar.SFIXED32: SIGNED_DIGITS,
     Scalar.INT64: SIGNED_DIGITS, Scalar.SINT64: SIGNED_DIGITS, Scalar.SFIXED64: SIGNED_DIGITS,
@@ -46,74 +54,22 @@ def join_text(*parts: str | None) -> str:
     return "\n\n".join(p.strip() for p in parts if p and p.strip())
 
 
-def recursive_types(catalog: Catalog) -> set[str]:
-    """Message types on a reference cycle (Tarjan's SCC, iterative: corpora can be deep)."""
-    graph: dict[str, list[str]] = {
-        name: sorted(
-            {
-                f.type.message
-                for f in m.fields
-                if f.type.message and f.type.message in catalog.messages
-            }
-        )
-        for name, m in catalog.messages.items()
-    }
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    on_stack: set[str] = set()
-    stack: list[str] = []
-    result: set[str] = set()
-    counter = 0
-    for start in sorted(graph):
-        if start in index:
-            continue
-        work = [(start, iter(graph[start]))]
-        index[start] = low[start] = counter
-        counter += 1
-        stack.append(start)
-        on_stack.add(start)
-        while work:
-            node, children = work[-1]
-            advanced = False
-            for child in children:
-                if child not in index:
-                    index[child] = low[child] = counter
-                    counter += 1
-                    stack.append(child)
-                    on_stack.add(child)
-                    work.append((child, iter(graph[child])))
-                    advanced = True
-                    break
-                if child in on_stack:
-                    low[node] = min(low[node], index[child])
-            if advanced:
-                continue
-            work.pop()
-            if work:
-                parent = work[-1][0]
-                low[parent] = min(low[parent], low[node])
-            if low[node] == index[node]:
-                component = []
-                while True:
-                    member = stack.pop()
-                    on_stack.discard(member)
-                    component.append(member)
-                    if member == node:
-                        break
-                if len(component) > 1 or node in graph[node]:
-                    result.update(component)
-    return result
-
-
 class SchemaRenderer:
     """Renders the messages of one catalog. Caches per message, so shared types cost once."""
 
-    def __init__(self, catalog: Catalog, recursion_depth: int = 3) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        recursion_depth: int = 3,
+        portable_max_nodes: int = PORTABLE_MAX_NODES,
+    ) -> None:
         self.catalog = catalog
         self.recursion_depth = recursion_depth
+        self.portable_max_nodes = portable_max_nodes
         self.recursive = recursive_types(catalog)
+        self.shared = shared_types(catalog, self.recursive)
         self._precise: dict[tuple[str, bool], tuple[Schema, frozenset[str]]] = {}
-        self._portable: dict[str, Schema] = {}
+        self._portable: dict[tuple[str, int, int], tuple[Schema, int]] = {}
         self._enums: dict[tuple[str, bool, bool], Schema] = {}
 
     # ---- public API -------------------------------------------------------------------------
@@ -129,6 +85,9 @@ class SchemaRenderer:
             name = todo.pop()
             if name in defs:
                 continue
+            if name in self.catalog.enums:
+                defs[name] = self._enum(name, None, precise=True)
+                continue
             defs[name], more = self._precise_body(name, output)
             todo += sorted(more - defs.keys())
         if not defs:
@@ -139,7 +98,12 @@ class SchemaRenderer:
         """Portable input schema: plain objects only, no references or combinators."""
         if message in WELL_KNOWN:
             return self._well_known_root(message, precise=False, output=False)
-        return self._portable_message(message, {})
+        recursion = self.recursion_depth - (message in self.recursive)
+        for depth in (UNLIMITED, *range(MAX_CUT_DEPTH, 0, -1)):
+            schema, size = self._portable_message(message, depth, recursion)
+            if size <= self.portable_max_nodes:
+                break
+        return schema
 
     @staticmethod
     def _well_known_root(message: str, precise: bool, output: bool) -> Schema:
@@ -197,66 +161,89 @@ class SchemaRenderer:
         if ref.scalar is not None:
             return self._scalar(ref.scalar, rules, precise=True), frozenset()
         if ref.enum is not None:
+            if rules is None and ref.enum in self.shared:
+                return {"$ref": f"#/$defs/{ref.enum}"}, frozenset({ref.enum})
             return self._enum(ref.enum, rules, precise=True), frozenset()
         name = ref.message
         assert name is not None
         if name in WELL_KNOWN:
             return well_known_schema(name, precise=True, output=output), frozenset()
-        if name in self.recursive:
+        if name in self.recursive or name in self.shared:
             return {"$ref": f"#/$defs/{name}"}, frozenset({name})
         return self._precise_body(name, output)
 
     # ---- portable ---------------------------------------------------------------------------
 
-    def _portable_message(self, name: str, path: dict[str, int]) -> Schema:
-        cached = self._portable.get(name)
+    def _portable_message(self, name: str, depth: int, recursion: int) -> tuple[Schema, int]:
+        """The object schema of `name` nested at most `depth` deep, and its size in objects.
+
+        `recursion` is how many more levels of recursive types may be opened on this path. The
+        rendering depends only on these three values, so it is cached and shared by them, and
+        its size is known without walking it.
+        """
+        key = (name, depth, recursion)
+        cached = self._portable.get(key)
         if cached is not None:
             return cached
         message = self.catalog.messages[name]
-        inner = dict(path)
-        inner[name] = inner.get(name, 0) + 1
         properties: Schema = {}
         required: list[str] = []
+        size = 1
         for fld in message.fields:
             if FieldBehavior.OUTPUT_ONLY in fld.behaviors:
                 continue  # servers ignore output-only fields in requests; don't ask the model
-            properties[fld.json_name] = self._portable_field(fld, inner)
+            schema, field_size = self._portable_field(fld, depth - 1, recursion)
+            properties[fld.json_name] = schema
+            size += field_size
             if fld.required:
                 required.append(fld.json_name)
         schema = self._object(message, properties, output=False, precise=False)
         if required:
             schema["required"] = required
-        if name not in self.recursive:
-            self._portable[name] = schema
-        return schema
+        result = (schema, size)
+        self._portable[key] = result
+        return result
 
-    def _portable_field(self, fld: Field, path: dict[str, int]) -> Schema:
+    def _portable_field(self, fld: Field, depth: int, recursion: int) -> tuple[Schema, int]:
         rules = fld.rules
-        value = self._portable_value(fld.type, _element_rules(fld, rules), path)
+        value, size = self._portable_value(fld.type, _element_rules(fld, rules), depth, recursion)
         if fld.is_map:
             value = self._map(fld, value, rules, precise=False)
+            size += 1
         elif fld.repeated:
             value = {"type": "array", "items": value}
+            size += 1
             if rules:
                 _apply(value, rules.schema, _ARRAY_KEYWORDS)
-        return self._decorate(fld, value, rules, precise=False)
+        return self._decorate(fld, value, rules, precise=False), size
 
-    def _portable_value(self, ref: TypeRef, rules: Rules | None, path: dict[str, int]) -> Schema:
+    def _portable_value(
+        self, ref: TypeRef, rules: Rules | None, depth: int, recursion: int
+    ) -> tuple[Schema, int]:
         if ref.scalar is not None:
-            return self._scalar(ref.scalar, rules, precise=False)
+            return self._scalar(ref.scalar, rules, precise=False), 1
         if ref.enum is not None:
-            return self._enum(ref.enum, rules, precise=False)
+            schema = self._enum(ref.enum, rules, precise=False)
+            return schema, 1 + len(schema.get("enum", ())) // 8
         name = ref.message
         assert name is not None
         if name in WELL_KNOWN:
-            return well_known_schema(name, precise=False, output=False)
-        if path.get(name, 0) >= self.recursion_depth:
+            return well_known_schema(name, precise=False, output=False), 1
+        if name in self.recursive:
+            if recursion <= 0:
+                return {
+                    "type": "object",
+                    "description": f"{name} message (recursive: nesting is cut here after "
+                    f"{self.recursion_depth} levels; send its fields as JSON)",
+                }, 1
+            recursion -= 1
+        if depth <= 0:
             return {
                 "type": "object",
-                "description": f"{name} message (recursive: nesting is cut here at depth "
-                f"{self.recursion_depth}; send its fields as JSON)",
-            }
-        return self._portable_message(name, path)
+                "description": f"{name} message (nested too deep for this schema; send its "
+                "fields as JSON with lowerCamelCase names; the server checks them)",
+            }, 1
+        return self._portable_message(name, depth, recursion)
 
     # ---- shared pieces ----------------------------------------------------------------------
 
@@ -354,7 +341,10 @@ class SchemaRenderer:
             for v in values
             if v.doc or v.deprecated
         ]
-        description = join_text(enum.doc, "\n".join(value_docs))
+        listing = "\n".join(value_docs)
+        if len(listing) > LONG_TEXT:
+            listing = f"({len(values)} values; their meanings are documented in {name})"
+        description = join_text(enum.doc, listing)
         if precise:
             open_numbers = not enum.closed and not (rules and rules.enum_defined_only)
             if rules and rules.enum_allowed is not None:
