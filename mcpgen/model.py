@@ -130,6 +130,7 @@ class Message:
     fields: list[Field] = field(default_factory=list)
     oneofs: dict[str, list[str]] = field(default_factory=dict)  # oneof name -> field names
     required_oneofs: list[str] = field(default_factory=list)  # oneofs a rule says must be set
+    extendable: bool = False  # declares extension ranges (proto2)
     doc: str = ""
     deprecated: bool = False
     file: str = ""

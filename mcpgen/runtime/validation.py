@@ -1,24 +1,31 @@
 """Validation of tool arguments against precise schemas, as strictly as protobuf's JSON parser.
 
-Precise schemas name the range of every integer in `format` (int32, uint32, int64, uint64) and
-of float in `format: float`; JSON Schema cannot check the range of a decimal string, so these
-formats are asserted here, together with the standard formats (date-time, email, uri, ...).
+Precise schemas name the range of every integer in `format` (int32, uint32, int64, uint64), of
+floats (`float`, `double`) and of durations (`google-duration`); JSON Schema cannot check the
+range of a decimal string, so these formats are asserted here, together with a `date-time`
+that is as strict as protobuf's Timestamp parser and the standard formats (email, uri, ...).
+Patterns follow ECMA-262/RE2 semantics: `$` matches only at the very end of the text.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import math
+import re
+from collections.abc import Callable, Iterator
+from functools import lru_cache
 from typing import Any
 
-from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema import Draft202012Validator, FormatChecker, ValidationError, validators
 
-from mcpgen.schema.scalars import FLOAT_MAX, INT32, INT64, UINT32, UINT64
+from mcpgen.schema.scalars import DOUBLE_MAX, FLOAT_MAX, INT32, INT64, UINT32, UINT64
 
 _RANGES = {"int32": INT32, "uint32": UINT32, "int64": INT64, "uint64": UINT64}
+MAX_DURATION_SECONDS = 315_576_000_000
 FORMAT_CHECKER = FormatChecker()
 
 
-def _integer_in(bounds: tuple[int, int]):
+def _integer_in(bounds: tuple[int, int]) -> Callable[[Any], bool]:
     low, high = bounds
 
     def check(value: Any) -> bool:
@@ -31,7 +38,7 @@ def _integer_in(bounds: tuple[int, int]):
                 return True  # `pattern` reports malformed strings
             return low <= number <= high
         if isinstance(value, float):
-            return not value.is_integer() or low <= value <= high
+            return not math.isfinite(value) or not value.is_integer() or low <= value <= high
         if isinstance(value, int):
             return low <= value <= high
         return True
@@ -43,13 +50,92 @@ for _name, _bounds in _RANGES.items():
     FORMAT_CHECKER.checks(_name)(_integer_in(_bounds))
 
 
-@FORMAT_CHECKER.checks("float")
-def _float32(value: Any) -> bool:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return math.isnan(value) or math.isinf(value) or abs(value) <= FLOAT_MAX
-    return True
+def _finite_within(limit: float) -> Callable[[Any], bool]:
+    def check(value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return True  # strings are "NaN"/"Infinity"/"-Infinity", checked by `pattern`
+        if isinstance(value, float) and not math.isfinite(value):
+            return False  # JSON numbers cannot be NaN or infinite; use the strings
+        return abs(value) <= limit  # exact for ints of any size
+
+    return check
+
+
+FORMAT_CHECKER.checks("float")(_finite_within(FLOAT_MAX))
+FORMAT_CHECKER.checks("double")(_finite_within(DOUBLE_MAX))
+
+_TIMESTAMP = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})"
+)
+_MIN_INSTANT = dt.datetime(1, 1, 1, tzinfo=dt.UTC)
+_MAX_INSTANT = dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.UTC)
+
+
+@FORMAT_CHECKER.checks("date-time")
+def _timestamp(value: Any) -> bool:
+    """RFC 3339 as google.protobuf.Timestamp takes it: upper-case T and Z, 0001-9999 in UTC."""
+    if not isinstance(value, str):
+        return True
+    match = _TIMESTAMP.fullmatch(value)
+    if match is None:
+        return False
+    year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
+    zone = match.group(8)
+    try:
+        offset = dt.timedelta(0)
+        if zone != "Z":
+            hours, minutes = int(zone[1:3]), int(zone[4:6])
+            if hours > 23 or minutes > 59:  # RFC 3339 offsets
+                return False
+            sign = 1 if zone[0] == "+" else -1
+            offset = sign * dt.timedelta(hours=hours, minutes=minutes)
+        local = dt.datetime(year, month, day, hour, minute, second, tzinfo=dt.UTC)
+        instant = local - offset
+    except (ValueError, OverflowError):
+        return False
+    return _MIN_INSTANT <= instant <= _MAX_INSTANT
+
+
+@FORMAT_CHECKER.checks("google-duration")
+def _duration(value: Any) -> bool:
+    if not isinstance(value, str) or not value.endswith("s"):
+        return True  # `pattern` reports the form
+    whole = value[:-1].lstrip("-").partition(".")[0]
+    return not whole.isdigit() or int(whole) <= MAX_DURATION_SECONDS
+
+
+@lru_cache(maxsize=4096)
+def ecma_regex(pattern: str) -> re.Pattern[str]:
+    """Compile a JSON Schema pattern so that `$` matches only at the end, as in ECMA-262."""
+    out, escaped, in_class = [], False, False
+    for ch in pattern:
+        if escaped:
+            out.append(ch)
+            escaped = False
+        elif ch == "\\":
+            out.append(ch)
+            escaped = True
+        elif ch == "[":
+            in_class = True
+            out.append(ch)
+        elif ch == "]":
+            in_class = False
+            out.append(ch)
+        elif ch == "$" and not in_class:
+            out.append(r"\Z")
+        else:
+            out.append(ch)
+    return re.compile("".join(out))
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    if validator.is_type(instance, "string") and not ecma_regex(pattern).search(instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+PreciseValidator = validators.extend(Draft202012Validator, {"pattern": _pattern})
 
 
 def validator_for(schema: dict[str, Any]) -> Draft202012Validator:
-    """A validator that asserts formats (ranges of integers and floats, date-time, ...)."""
-    return Draft202012Validator(schema, format_checker=FORMAT_CHECKER)
+    """A validator that asserts formats (ranges of numbers, date-time, ...) and ECMA patterns."""
+    return PreciseValidator(schema, format_checker=FORMAT_CHECKER)

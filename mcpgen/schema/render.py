@@ -19,6 +19,7 @@ from mcpgen.schema.scalars import (
     ROOT_VALUE_KEY,
     SIGNED_DIGITS,
     WELL_KNOWN,
+    WRAPPERS,
     scalar_schema,
     well_known_schema,
 )
@@ -30,6 +31,7 @@ from mcpgen.schema.sizing import (
 )
 
 Schema = dict[str, Any]
+EXTENSION_KEY = r"^\[[A-Za-z_][A-Za-z0-9_.]*\]$"
 UNLIMITED = 1000  # a nesting depth that stands for "no limit"
 MAX_CUT_DEPTH = 12  # deepest nesting tried when a portable schema must be cut to size
 _INTEGER_KEYS = {
@@ -133,6 +135,8 @@ class SchemaRenderer:
             properties[fld.json_name] = schema
             refs |= field_refs
         schema = self._object(message, properties, output, precise=True)
+        if message.extendable and output:  # set extensions print as "[pkg.extension]" keys
+            schema["patternProperties"] = {EXTENSION_KEY: {}}
         if not output:
             required = [f.json_name for f in message.fields if f.required]
             if required:
@@ -147,6 +151,11 @@ class SchemaRenderer:
     def _precise_field(self, fld: Field, output: bool) -> tuple[Schema, frozenset[str]]:
         rules = None if output else fld.rules
         value, refs = self._precise_value(fld.type, _element_rules(fld, rules), output)
+        single = not (fld.repeated or fld.is_map)
+        if single and fld.type.message in WRAPPERS:  # null clears a single wrapper field
+            value = {**value, "type": [*_types(value), "null"]}
+        elif not single and not output and fld.type.enum == NULL_VALUE:
+            value = {"enum": ["NULL_VALUE", 0]}  # the parser takes no null inside lists and maps
         if fld.is_map:
             value = self._map(fld, value, rules, precise=True)
         elif fld.repeated:
@@ -159,7 +168,7 @@ class SchemaRenderer:
         self, ref: TypeRef, rules: Rules | None, output: bool
     ) -> tuple[Schema, frozenset[str]]:
         if ref.scalar is not None:
-            return self._scalar(ref.scalar, rules, precise=True), frozenset()
+            return self._scalar(ref.scalar, rules, precise=True, output=output), frozenset()
         if ref.enum is not None:
             if rules is None and ref.enum in self.shared:
                 return {"$ref": f"#/$defs/{ref.enum}"}, frozenset({ref.enum})
@@ -303,8 +312,10 @@ class SchemaRenderer:
             out["writeOnly"] = True
         return _ordered(out)
 
-    def _scalar(self, kind: Scalar, rules: Rules | None, precise: bool) -> Schema:
-        schema = scalar_schema(kind, precise)
+    def _scalar(
+        self, kind: Scalar, rules: Rules | None, precise: bool, output: bool = False
+    ) -> Schema:
+        schema = scalar_schema(kind, precise, output)
         if rules and rules.schema:
             schema = dict(schema)
             json_type = schema["type"] if isinstance(schema["type"], str) else "number"
@@ -368,6 +379,7 @@ class SchemaRenderer:
             names: Schema = {}
             if fld.map_key in _INTEGER_KEYS:
                 names["pattern"] = _INTEGER_KEYS[fld.map_key]
+                names["format"] = scalar_schema(fld.map_key, precise=True)["format"]
             elif fld.map_key is Scalar.BOOL:
                 names["pattern"] = "^(true|false)$"
             if rules and rules.keys:
@@ -377,6 +389,11 @@ class SchemaRenderer:
         if rules:
             _apply(schema, rules.schema, _OBJECT_KEYWORDS)
         return schema
+
+
+def _types(schema: Schema) -> list[str]:
+    kind = schema.get("type", [])
+    return list(kind) if isinstance(kind, list) else [kind]
 
 
 def _element_rules(fld: Field, rules: Rules | None) -> Rules | None:
@@ -405,8 +422,8 @@ _ORDER = {k: i for i, k in enumerate(
     ["$ref", "type", "title", "description", "deprecated", "readOnly", "writeOnly", "format",
      "contentEncoding", "enum", "anyOf", "minimum", "maximum", "exclusiveMinimum",
      "exclusiveMaximum", "minLength", "maxLength", "pattern", "items", "minItems", "maxItems",
-     "uniqueItems", "properties", "additionalProperties", "propertyNames", "minProperties",
-     "maxProperties", "required", "dependentSchemas"]
+     "uniqueItems", "properties", "patternProperties", "additionalProperties", "propertyNames",
+     "minProperties", "maxProperties", "required", "dependentSchemas"]
 )}  # fmt: skip
 
 

@@ -10,12 +10,15 @@ INT32 = (-(2**31), 2**31 - 1)
 UINT32 = (0, 2**32 - 1)
 INT64 = (-(2**63), 2**63 - 1)
 UINT64 = (0, 2**64 - 1)
-FLOAT_MAX = 3.4028234663852886e38
+FLOAT_MAX = 3.4028234663852886e38  # largest float32; the parser rejects anything above
+FLOAT_MAX_PRINTED = 3.4028235e38  # how the printer writes it (shortest repr, slightly above)
+DOUBLE_MAX = 1.7976931348623157e308
 
 SIGNED_DIGITS = "^-?[0-9]+$"
 DIGITS = "^[0-9]+$"
 NON_FINITE = "^(NaN|-?Infinity)$"
-BASE64 = "^[A-Za-z0-9+/_=-]*$"
+_B64 = "[A-Za-z0-9+/_-]"
+BASE64 = f"^(?:{_B64}{{4}})*(?:{_B64}{{2}}(?:==)?|{_B64}{{3}}=?)?$"  # standard or URL-safe
 DURATION = r"^-?[0-9]+(\.[0-9]{1,9})?s$"
 
 _INTEGERS: dict[Scalar, tuple[str, tuple[int, int], str]] = {
@@ -33,7 +36,7 @@ _INTEGERS: dict[Scalar, tuple[str, tuple[int, int], str]] = {
 SIXTY_FOUR_BIT = {"int64", "uint64"}
 
 
-def scalar_schema(kind: Scalar, precise: bool) -> dict[str, Any]:
+def scalar_schema(kind: Scalar, precise: bool, output: bool = False) -> dict[str, Any]:
     """The schema of one scalar value.
 
     Precise accepts every form protobuf's JSON parser takes and its printer writes: integers as
@@ -62,9 +65,13 @@ def scalar_schema(kind: Scalar, precise: bool) -> dict[str, Any]:
     if kind in (Scalar.FLOAT, Scalar.DOUBLE):
         if not precise:
             return {"type": "number"}
-        schema: dict[str, Any] = {"type": ["number", "string"], "format": kind.value}
-        if kind is Scalar.FLOAT:
-            schema |= {"minimum": -FLOAT_MAX, "maximum": FLOAT_MAX}
+        schema: dict[str, Any] = {"type": ["number", "string"]}
+        if kind is Scalar.DOUBLE:
+            schema["format"] = "double"
+        elif output:  # the printer may round float32's maximum up in its shortest form
+            schema |= {"minimum": -FLOAT_MAX_PRINTED, "maximum": FLOAT_MAX_PRINTED}
+        else:
+            schema |= {"format": "float", "minimum": -FLOAT_MAX, "maximum": FLOAT_MAX}
         schema["pattern"] = NON_FINITE
         return schema
     if kind is Scalar.BOOL:
@@ -88,6 +95,7 @@ _WRAPPERS = {
     "google.protobuf.StringValue": Scalar.STRING,
     "google.protobuf.BytesValue": Scalar.BYTES,
 }
+WRAPPERS = frozenset(_WRAPPERS)
 WELL_KNOWN = {
     *_WRAPPERS,
     "google.protobuf.Timestamp",
@@ -107,12 +115,8 @@ ROOT_VALUE_KEY = "value"
 
 def well_known_schema(full_name: str, precise: bool, output: bool) -> dict[str, Any]:
     """The schema of a well-known message type, which JSON maps specially."""
-    if full_name in _WRAPPERS:
-        schema = scalar_schema(_WRAPPERS[full_name], precise)
-        if precise:
-            types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
-            schema = {**schema, "type": [*types, "null"]}
-        return schema
+    if full_name in _WRAPPERS:  # a single wrapper field may also be null: see the renderer
+        return scalar_schema(_WRAPPERS[full_name], precise, output)
     if full_name == "google.protobuf.Timestamp":
         return {
             "type": "string",
@@ -120,16 +124,22 @@ def well_known_schema(full_name: str, precise: bool, output: bool) -> dict[str, 
             "description": "RFC 3339 timestamp, e.g. 2024-01-31T12:00:00Z",
         }
     if full_name == "google.protobuf.Duration":
-        return {
+        schema = {
             "type": "string",
-            "pattern": DURATION,
             "description": "duration in seconds with an `s` suffix, e.g. 1.5s",
+            "pattern": DURATION,
         }
+        if precise:  # the gateway checks the range, ±315,576,000,000 s
+            schema["format"] = "google-duration"
+        return schema
     if full_name == "google.protobuf.FieldMask":
-        return {
+        schema = {
             "type": "string",
             "description": "comma-separated lowerCamelCase field paths, e.g. name,address.city",
         }
+        if precise:
+            schema["pattern"] = "^[^_]*$"
+        return schema
     if full_name == "google.protobuf.Struct":
         return {"type": "object", "description": "any JSON object"}
     if full_name == "google.protobuf.Value":

@@ -262,6 +262,7 @@ def _message(reader: _Reader, full_name: str, located: _Located) -> Message:
         doc=reader.comment(f, path),
         deprecated=proto.options.deprecated,
         file=f.name,
+        extendable=len(proto.extension_range) > 0,
     )
     proto2 = _syntax(f) == "proto2"
     synthetic: set[int] = set()
