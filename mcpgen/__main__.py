@@ -1,0 +1,5 @@
+"""`python -m mcpgen` runs the command line."""
+
+from mcpgen.cli import main
+
+main()
