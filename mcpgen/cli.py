@@ -39,7 +39,8 @@ def _guarded(func: Callable[..., Any]) -> Callable[..., Any]:
                 traceback.print_exc()
             click.echo(
                 f"internal error: {type(exc).__name__}: {exc}\n"
-                "hint: this is a bug in mcpgen; rerun with MCPGEN_DEBUG=1 for details and report it",
+                "hint: this is a bug in mcpgen; rerun with MCPGEN_DEBUG=1 for details "
+                "and report it",
                 err=True,
             )
             sys.exit(EXIT_INTERNAL)

@@ -118,10 +118,9 @@ def load_config(explicit: str | None = None) -> Config:
         raise UserError(
             f"invalid TOML: {getattr(exc, 'msg', exc)}", file=str(path), line=line
         ) from exc
-    if path.name == "pyproject.toml":
-        table = data.get("tool", {}).get("mcpgen", {})
-    else:
-        table = data
+    table = data.get("tool", {}).get("mcpgen", {}) if path.name == "pyproject.toml" else data
+    if not isinstance(table, dict):
+        raise UserError("[tool.mcpgen] must be a table", file=str(path))
     return parse_config(table, path, text)
 
 
@@ -167,7 +166,9 @@ def check_name_template(template: str, file: str | None = None, line: int | None
     try:
         fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
     except ValueError as exc:
-        raise UserError(f"name_template {template!r} is malformed: {exc}", file=file, line=line)
+        raise UserError(
+            f"name_template {template!r} is malformed: {exc}", file=file, line=line
+        ) from exc
     unknown = fields - NAME_FIELDS
     if unknown or "method" not in fields:
         raise UserError(

@@ -214,7 +214,7 @@ def test_well_known_and_googleapis_imports_need_no_vendoring(tmp_path):
     ("setup", "expected"),
     [
         ("syntax", ["bad.proto:3:", "fix the .proto file"]),
-        ("import", ['bad.proto:2:', "missing/thing.proto", "-I DIR"]),
+        ("import", ["bad.proto:2:", "missing/thing.proto", "-I DIR"]),
         ("missing", ["does not exist"]),
         ("corrupt", ["not a FileDescriptorSet", "set.binpb"]),
         ("kind", ["cannot tell what kind of source", "notes.txt"]),

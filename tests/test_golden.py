@@ -12,7 +12,7 @@ import pytest
 
 from mcpgen.build import compile_bundle
 from mcpgen.config import Config
-from tests.conftest import PROTOS, ROOT
+from tests.conftest import ROOT
 
 GOLDEN = ROOT / "tests" / "golden"
 

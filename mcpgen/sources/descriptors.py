@@ -74,7 +74,10 @@ def read_descriptor_set(path: Path) -> tuple[descriptor_pb2.FileDescriptorSet, s
             data = gzip.decompress(data)
         except (OSError, EOFError) as exc:
             raise UserError("corrupt gzip data", file=display_path(path)) from exc
-    hint = "produce it with `protoc --include_imports --descriptor_set_out=FILE` or `buf build -o FILE`"
+    hint = (
+        "produce it with `protoc --include_imports --descriptor_set_out=FILE` "
+        "or `buf build -o FILE`"
+    )
     try:
         fds = descriptor_pb2.FileDescriptorSet.FromString(data)
     except DecodeError as exc:
@@ -92,12 +95,16 @@ def read_descriptor_set(path: Path) -> tuple[descriptor_pb2.FileDescriptorSet, s
     imports = set()
     for f in fds.file:
         for unknown in unknown_fields.UnknownFieldSet(f):
-            if unknown.field_number == _BUF_IMAGE_FILE_EXTENSION and isinstance(
-                unknown.data, bytes
-            ):
-                if any(n == 1 and v == 1 for n, _, v in options.wire_fields(unknown.data)):
-                    imports.add(f.name)
+            if unknown.field_number != _BUF_IMAGE_FILE_EXTENSION:
+                continue
+            if isinstance(unknown.data, bytes) and _is_import(unknown.data):
+                imports.add(f.name)
     return fds, imports
+
+
+def _is_import(image_file_extension: bytes) -> bool:
+    """buf.alpha.image.v1.ImageFileExtension.is_import (field 1) is true."""
+    return any(n == 1 and v == 1 for n, _, v in options.wire_fields(image_file_extension))
 
 
 _COMMENT_BLOCK = re.compile(r"\(--.*?--\)", re.DOTALL)

@@ -169,9 +169,12 @@ class RuleDecoder:
             for value in extension_payloads(options_bytes, number):
                 if number == PGV and value == 1:
                     return True
-                if number == BUF_VALIDATE and isinstance(value, bytes):
-                    if any(n == 1 and v == 1 for n, _, v in wire_fields(value)):
-                        return True
+                if (
+                    number == BUF_VALIDATE
+                    and isinstance(value, bytes)
+                    and any(n == 1 and v == 1 for n, _, v in wire_fields(value))
+                ):
+                    return True
         return False
 
 
