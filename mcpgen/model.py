@@ -69,10 +69,6 @@ class TypeRef:
     enum: str | None = None
     message: str | None = None
 
-    def __post_init__(self) -> None:
-        if sum(x is not None for x in (self.scalar, self.enum, self.message)) != 1:
-            raise ValueError("a TypeRef names exactly one of scalar, enum, message")
-
 
 @dataclass(slots=True)
 class Rules:

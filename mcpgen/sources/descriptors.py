@@ -11,6 +11,7 @@ import gzip
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from google.protobuf import descriptor_pb2, unknown_fields
 from google.protobuf.message import DecodeError
@@ -152,7 +153,7 @@ class _Reader:
         self.warnings = warnings
         self.messages: dict[str, _Located] = {}
         self.enums: dict[str, _Located] = {}
-        self._comments: dict[str, dict[tuple[int, ...], str]] = {}
+        self._comments: dict[str, dict[tuple[int, ...], Any]] = {}
         self.rule_decoder = options.RuleDecoder(self.files)
         for f in files:
             prefix = f".{f.package}" if f.package else ""
@@ -171,15 +172,17 @@ class _Reader:
     def comment(self, file: descriptor_pb2.FileDescriptorProto, path: tuple[int, ...]) -> str:
         table = self._comments.get(file.name)
         if table is None:
-            table = {}
-            for loc in file.source_code_info.location:
-                if loc.leading_comments or loc.trailing_comments:
-                    text = "\n\n".join(
-                        t.strip("\n") for t in (loc.leading_comments, loc.trailing_comments) if t
-                    )
-                    table[tuple(loc.path)] = clean_comment(text)
+            table = {
+                tuple(loc.path): loc
+                for loc in file.source_code_info.location
+                if loc.leading_comments or loc.trailing_comments
+            }
             self._comments[file.name] = table
-        return table.get(path, "")
+        loc = table.get(path)
+        if loc is None:
+            return ""
+        parts = (loc.leading_comments, loc.trailing_comments)
+        return clean_comment("\n\n".join(t.strip("\n") for t in parts if t))
 
 
 def _syntax(file: descriptor_pb2.FileDescriptorProto) -> str:
