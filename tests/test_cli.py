@@ -337,3 +337,24 @@ def test_explicit_config_file_and_missing_config(tmp_path):
     assert missing.returncode == 1 and "does not exist" in missing.stderr
     nothing = run_mcpgen("build", cwd=tmp_path)
     assert nothing.returncode == 1 and "no sources to build" in nothing.stderr
+
+
+def test_protoc_split_across_processes_gives_the_same_bundle(tmp_path, monkeypatch):
+    from mcpgen.sources import protofiles
+
+    single = tmp_path / "single"
+    assert run_cli("build", str(PROTOS), "-o", str(single)).exit_code == 0
+    monkeypatch.setattr(protofiles, "PARALLEL_THRESHOLD", 2)
+    monkeypatch.setattr(protofiles.os, "cpu_count", lambda: 3)
+    split = tmp_path / "split"
+    assert run_cli("build", str(PROTOS), "-o", str(split)).exit_code == 0
+    assert (split / "manifest.json").read_bytes() == (single / "manifest.json").read_bytes()
+    (tmp_path / "protos").mkdir()
+    for i in range(4):
+        (tmp_path / "protos" / f"f{i}.proto").write_text(
+            f'syntax = "proto3";\npackage p{i};\nmessage M {{ {"strin" if i == 3 else "string"}'
+            " x = 1; }\n"
+        )
+    failed = run_cli("build", str(tmp_path / "protos"), "-o", str(tmp_path / "out"))
+    assert failed.exit_code == 1
+    assert "f3.proto:3:" in failed.output

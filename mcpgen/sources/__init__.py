@@ -75,8 +75,7 @@ def load_catalog(sources: list[str], import_paths: list[str], warnings: Warnings
     files: dict[str, descriptor_pb2.FileDescriptorProto] = {}
     exposed: set[str] = set()
     if protos.names:
-        compiled = descriptor_pb2.FileDescriptorSet.FromString(compile_protos(protos))
-        for f in compiled.file:
+        for f in compile_protos(protos):
             files[f.name] = f
         exposed |= set(protos.names)
     for path in descriptor_sets:

@@ -17,6 +17,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from google.protobuf import descriptor_pb2
+
 from mcpgen.errors import Problem, UserError
 
 #: googleapis packages whose .proto files ship in `googleapis-common-protos`.
@@ -76,27 +78,59 @@ def builtin_import_paths() -> list[str]:
 _PROTOC_LINE = re.compile(r"^(?P<file>[^:\n]+?):(?:(?P<line>\d+):(?P<col>\d+):)?\s*(?P<msg>.+)$")
 
 
-def compile_protos(files: ProtoFiles) -> bytes:
-    """Run protoc over every file; return the FileDescriptorSet with imports and source info."""
-    if not files.names:
-        return b""
+#: Below this many files one protoc run is fastest; above, the files are split among processes.
+PARALLEL_THRESHOLD = 400
+
+
+def _workers(count: int) -> int:
+    if count < PARALLEL_THRESHOLD:
+        return 1
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
+def compile_protos(files: ProtoFiles) -> list[descriptor_pb2.FileDescriptorProto]:
+    """Run protoc over every file; return the file descriptors with imports and source info.
+
+    Large inputs are split, in name order, among one protoc process per core (up to four):
+    protoc is single-threaded, and neighbouring files share most of their imports. Each run
+    includes its imports, so the union is complete; a file compiled twice is the same twice.
+    """
+    names = sorted(files.names)
+    if not names:
+        return []
+    workers = _workers(len(names))
+    chunks = [names[i * len(names) // workers : (i + 1) * len(names) // workers]
+              for i in range(workers)]  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="mcpgen-protoc-") as tmp:
-        out = Path(tmp) / "set.binpb"
-        argfile = Path(tmp) / "args"
-        args = ["--include_imports", "--include_source_info", f"--descriptor_set_out={out}"]
-        args += [f"--proto_path={root}" for root in files.roots]
-        args += [f"--proto_path={p}" for p in builtin_import_paths()]
-        args += sorted(files.names)
-        argfile.write_text("\n".join(args) + "\n", encoding="utf-8")
-        proc = subprocess.run(
-            [sys.executable, "-m", "grpc_tools.protoc", f"@{argfile}"],
-            capture_output=True,
-            text=True,
-            env={**os.environ, "PYTHONWARNINGS": "ignore"},
-        )
-        if proc.returncode != 0 or not out.exists():
-            raise _protoc_error(proc.stderr, files)
-        return out.read_bytes()
+        runs = []
+        for i, chunk in enumerate(chunks):
+            out = Path(tmp) / f"set{i}.binpb"
+            argfile = Path(tmp) / f"args{i}"
+            args = ["--include_imports", "--include_source_info", f"--descriptor_set_out={out}"]
+            args += [f"--proto_path={root}" for root in files.roots]
+            args += [f"--proto_path={p}" for p in builtin_import_paths()]
+            args += chunk
+            argfile.write_text("\n".join(args) + "\n", encoding="utf-8")
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "grpc_tools.protoc", f"@{argfile}"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+                env={**os.environ, "PYTHONWARNINGS": "ignore"},
+            )
+            runs.append((proc, out))
+        errors = []
+        for proc, out in runs:
+            _, stderr = proc.communicate()
+            if proc.returncode != 0 or not out.exists():
+                errors.append(stderr)
+        if errors:
+            raise _protoc_error("\n".join(dict.fromkeys(errors)), files)
+        merged: dict[str, descriptor_pb2.FileDescriptorProto] = {}
+        for _, out in runs:
+            for f in descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes()).file:
+                merged.setdefault(f.name, f)
+        return list(merged.values())
 
 
 def _protoc_error(stderr: str, files: ProtoFiles) -> UserError:
