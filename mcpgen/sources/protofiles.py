@@ -79,7 +79,7 @@ _PROTOC_LINE = re.compile(r"^(?P<file>[^:\n]+?):(?:(?P<line>\d+):(?P<col>\d+):)?
 
 
 #: Below this many files one protoc run is fastest; above, the files are split among processes.
-PARALLEL_THRESHOLD = 400
+PARALLEL_THRESHOLD = 100
 
 
 def _workers(count: int) -> int:
