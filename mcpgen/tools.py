@@ -206,44 +206,63 @@ def description_of(service: Service, method: Method, override: str | None) -> st
     return text
 
 
+@dataclass(slots=True)
+class PlannedTool:
+    """A method chosen to become a tool, with its final name (decided for all tools at once)."""
+
+    service: Service
+    method: Method
+    name: str
+
+    @property
+    def full_name(self) -> str:
+        return self.service.method_full_name(self.method)
+
+
+def plan_tools(catalog: Catalog, config: Config, warnings: Warnings) -> list[PlannedTool]:
+    """Which methods become tools and under which names, sorted by name."""
+    candidates = select_methods(catalog, config, warnings)
+    names = assign_names(candidates, config)
+    planned = [PlannedTool(c.service, c.method, names[c.full_name]) for c in candidates]
+    return sorted(planned, key=lambda p: p.name)
+
+
+def render_tool(planned: PlannedTool, config: Config, renderer: SchemaRenderer) -> ToolSpec:
+    service, method, name = planned.service, planned.method, planned.name
+    if config.schema_profile == "full":
+        input_schema = renderer.precise(method.input_type, output=False)
+    else:
+        input_schema = renderer.portable(method.input_type)
+    if method.deprecated or service.deprecated:
+        input_schema = {**input_schema, "deprecated": True}
+    output_schema = renderer.precise(method.output_type, output=True)
+    if method.streaming is Streaming.SERVER:
+        output_schema = stream_wrapper(output_schema)
+    tool: dict[str, Any] = {
+        "name": name,
+        "title": title_of(method.name),
+        "description": description_of(service, method, config.descriptions.get(planned.full_name)),
+        "inputSchema": input_schema,
+        "outputSchema": output_schema,
+    }
+    annotations = annotations_of(method, config.annotations.get(planned.full_name))
+    if annotations:
+        tool["annotations"] = annotations
+    route = {
+        "kind": "grpc",
+        "service": service.full_name,
+        "method": method.name,
+        "path": f"/{service.full_name}/{method.name}",
+        "streaming": method.streaming.value,
+    }
+    return ToolSpec(name=name, method=planned.full_name, tool=tool, route=route)
+
+
 def build_tools(
     catalog: Catalog, config: Config, renderer: SchemaRenderer, warnings: Warnings
 ) -> list[ToolSpec]:
-    candidates = select_methods(catalog, config, warnings)
-    names = assign_names(candidates, config)
-    specs = []
-    for c in candidates:
-        service, method = c.service, c.method
-        name = names[c.full_name]
-        if config.schema_profile == "full":
-            input_schema = renderer.precise(method.input_type, output=False)
-        else:
-            input_schema = renderer.portable(method.input_type)
-        if method.deprecated or service.deprecated:
-            input_schema = {**input_schema, "deprecated": True}
-        output_schema = renderer.precise(method.output_type, output=True)
-        if method.streaming is Streaming.SERVER:
-            output_schema = stream_wrapper(output_schema)
-        tool: dict[str, Any] = {
-            "name": name,
-            "title": title_of(method.name),
-            "description": description_of(service, method, config.descriptions.get(c.full_name)),
-            "inputSchema": input_schema,
-            "outputSchema": output_schema,
-        }
-        annotations = annotations_of(method, config.annotations.get(c.full_name))
-        if annotations:
-            tool["annotations"] = annotations
-        route = {
-            "kind": "grpc",
-            "service": service.full_name,
-            "method": method.name,
-            "path": f"/{service.full_name}/{method.name}",
-            "streaming": method.streaming.value,
-        }
-        specs.append(ToolSpec(name=name, method=c.full_name, tool=tool, route=route))
-    specs.sort(key=lambda s: s.name)
-    return specs
+    """Every tool of the catalog, sorted by name."""
+    return [render_tool(p, config, renderer) for p in plan_tools(catalog, config, warnings)]
 
 
 def stream_wrapper(message_schema: dict[str, Any]) -> dict[str, Any]:
