@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mcpgen.config import Config
-from mcpgen.emit import ToolJson, bundle_files, write_bundle
+from mcpgen.emit import Chunks, ToolJson, bundle_files, write_bundle
 from mcpgen.errors import Warnings
 from mcpgen.model import Catalog
 from mcpgen.schema import SchemaRenderer
@@ -20,10 +20,14 @@ from mcpgen.validate import validate_tools
 class BuildResult:
     catalog: Catalog
     tools: list[ToolJson]
-    files: dict[str, bytes]
+    files: dict[str, Chunks]
     out: Path
     seconds: float = 0.0
     warnings: Warnings = field(default_factory=Warnings)
+
+    def content(self, name: str) -> bytes:
+        """One file of the bundle as bytes (for tests and checks; large for big builds)."""
+        return b"".join(self.files[name])
 
     @property
     def services(self) -> int:

@@ -21,7 +21,7 @@ GOLDEN = ROOT / "tests" / "golden"
 def test_fixture_manifest_matches_golden(profile, monkeypatch):
     monkeypatch.chdir(ROOT)
     config = Config(sources=["fixtures/protos"], schema_profile=profile)
-    produced = compile_bundle(config).files["manifest.json"]
+    produced = compile_bundle(config).content("manifest.json")
     golden = GOLDEN / f"fixtures.{profile}.manifest.json"
     if os.environ.get("MCPGEN_UPDATE_GOLDEN"):
         golden.write_bytes(produced)
