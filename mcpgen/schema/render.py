@@ -53,7 +53,7 @@ _OBJECT_KEYWORDS = {"minProperties", "maxProperties"}
 
 
 def join_text(*parts: str | None) -> str:
-    return "\n\n".join(p.strip() for p in parts if p and p.strip())
+    return "\n\n".join(filter(None, [p.strip() for p in parts if p]))
 
 
 class SchemaRenderer:
@@ -418,15 +418,22 @@ def _apply(schema: Schema, keywords: dict[str, Any], allowed: set[str]) -> None:
             schema[key] = value
 
 
-_ORDER = {k: i for i, k in enumerate(
+class _Rank(dict[str, int]):
+    """Reading-order rank of a keyword; unknown keywords go last, in their current order."""
+
+    def __missing__(self, key: str) -> int:
+        return len(self)
+
+
+_ORDER = _Rank({k: i for i, k in enumerate(
     ["$ref", "type", "title", "description", "deprecated", "readOnly", "writeOnly", "format",
      "contentEncoding", "enum", "anyOf", "minimum", "maximum", "exclusiveMinimum",
      "exclusiveMaximum", "minLength", "maxLength", "pattern", "items", "minItems", "maxItems",
      "uniqueItems", "properties", "patternProperties", "additionalProperties", "propertyNames",
      "minProperties", "maxProperties", "required", "dependentSchemas"]
-)}  # fmt: skip
+)})  # fmt: skip
 
 
 def _ordered(schema: Schema) -> Schema:
     """Keywords in one reading order everywhere, so manifests diff cleanly."""
-    return dict(sorted(schema.items(), key=lambda kv: _ORDER.get(kv[0], len(_ORDER))))
+    return {key: schema[key] for key in sorted(schema, key=_ORDER.__getitem__)}

@@ -109,12 +109,26 @@ def _is_import(image_file_extension: bytes) -> bool:
 
 
 _COMMENT_BLOCK = re.compile(r"\(--.*?--\)", re.DOTALL)
+# what makes a comment need the line-by-line path: markers, and line breaks other than \n
+_COMMENT_MARKERS = ("(--", "buf:lint:", "@exclude", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e")
+_UNICODE_BREAKS = re.compile("[\x85\u2028\u2029]")
+_LEADING_SPACE = re.compile(r"^ ", re.MULTILINE)
 
 
 def clean_comment(text: str) -> str:
     """Comment text as a description: markers and `buf:lint:`/`(-- --)` internals removed."""
     if not text:
         return ""
+    plain = not any(m in text for m in _COMMENT_MARKERS) and (
+        text.isascii() or not _UNICODE_BREAKS.search(text)
+    )
+    if plain:  # the common case: the same result as line by line, in C
+        return _LEADING_SPACE.sub("", text).strip()
+    return clean_comment_by_line(text)
+
+
+def clean_comment_by_line(text: str) -> str:
+    """`clean_comment` for any text, one line at a time."""
     text = _COMMENT_BLOCK.sub("", text)
     lines = []
     for line in text.splitlines():
@@ -252,7 +266,7 @@ def _method(reader: _Reader, f, m, path: tuple[int, ...]) -> Method:
         streaming = Streaming.SERVER
     else:
         streaming = Streaming.UNARY
-    opts = m.options.SerializeToString() if m.HasField("options") else b""
+    opts = options.option_fields(m.options.SerializeToString()) if m.HasField("options") else {}
     return Method(
         name=m.name,
         input_type=m.input_type.lstrip("."),
@@ -284,7 +298,7 @@ def _message(reader: _Reader, full_name: str, located: _Located) -> Message:
         if i not in synthetic:
             message.oneofs[oneof.name] = []
             if oneof.HasField("options"):
-                opts = oneof.options.SerializeToString()
+                opts = options.option_fields(oneof.options.SerializeToString())
                 oneof_required[oneof.name] = reader.rule_decoder.oneof_required(opts)
     for fi, fp in enumerate(proto.field):
         fld = _field(reader, f, fp, (*path, _FIELD, fi), proto2)
@@ -302,7 +316,7 @@ def _message(reader: _Reader, full_name: str, located: _Located) -> Message:
 
 def _field(reader: _Reader, f, fp, path: tuple[int, ...], proto2: bool) -> Field:
     type_ref, map_key = _type_of(reader, fp)
-    opts = fp.options.SerializeToString() if fp.HasField("options") else b""
+    opts = options.option_fields(fp.options.SerializeToString()) if fp.HasField("options") else {}
     required = fp.label == FDP.LABEL_REQUIRED or (
         fp.options.HasField("features")
         and fp.options.features.field_presence == descriptor_pb2.FeatureSet.LEGACY_REQUIRED

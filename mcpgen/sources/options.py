@@ -71,13 +71,25 @@ def wire_fields(buf: bytes) -> Iterator[tuple[int, int, int | bytes]]:
             return
 
 
-def extension_payloads(options_bytes: bytes, number: int) -> list[int | bytes]:
-    return [v for n, _, v in wire_fields(options_bytes) if n == number]
+#: The top-level fields of a serialized options message: field number -> values, in order.
+OptionFields = dict[int, list[int | bytes]]
 
 
-def field_behaviors(options_bytes: bytes) -> frozenset[FieldBehavior]:
+def option_fields(options_bytes: bytes) -> OptionFields:
+    """Parse an options message once; each reader below looks up its extension number."""
+    table: OptionFields = {}
+    for number, _, value in wire_fields(options_bytes):
+        table.setdefault(number, []).append(value)
+    return table
+
+
+def _payloads(table: OptionFields, number: int) -> list[bytes]:
+    return [v for v in table.get(number, ()) if isinstance(v, bytes)]
+
+
+def field_behaviors(table: OptionFields) -> frozenset[FieldBehavior]:
     found: set[FieldBehavior] = set()
-    for value in extension_payloads(options_bytes, FIELD_BEHAVIOR):
+    for value in table.get(FIELD_BEHAVIOR, ()):
         if isinstance(value, bytes):  # packed
             pos = 0
             while pos < len(value):
@@ -89,8 +101,8 @@ def field_behaviors(options_bytes: bytes) -> frozenset[FieldBehavior]:
     return frozenset(found)
 
 
-def http_binding(options_bytes: bytes) -> HttpBinding | None:
-    payloads = [p for p in extension_payloads(options_bytes, HTTP) if isinstance(p, bytes)]
+def http_binding(table: OptionFields) -> HttpBinding | None:
+    payloads = _payloads(table, HTTP)
     if not payloads:
         return None
     rule = http_pb2.HttpRule.FromString(payloads[-1])
@@ -146,14 +158,12 @@ class RuleDecoder:
         self._classes[type_name] = cls
         return cls
 
-    def field_rules(self, options_bytes: bytes) -> Rules | None:
+    def field_rules(self, table: OptionFields) -> Rules | None:
         for number, filename, type_name in (
             (BUF_VALIDATE, self.BUF_FILE, "buf.validate.FieldRules"),
             (PGV, self.PGV_FILE, "validate.FieldRules"),
         ):
-            payloads = [
-                p for p in extension_payloads(options_bytes, number) if isinstance(p, bytes)
-            ]
+            payloads = _payloads(table, number)
             if not payloads:
                 continue
             cls = self._rules_class(filename, type_name)
@@ -164,9 +174,9 @@ class RuleDecoder:
             return rules_from_dict(data)
         return None
 
-    def oneof_required(self, options_bytes: bytes) -> bool:
+    def oneof_required(self, table: OptionFields) -> bool:
         for number in (BUF_VALIDATE, PGV):
-            for value in extension_payloads(options_bytes, number):
+            for value in table.get(number, ()):
                 if number == PGV and value == 1:
                     return True
                 if (
