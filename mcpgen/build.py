@@ -66,7 +66,7 @@ def compile_bundle(config: Config, warnings: Warnings | None = None) -> BuildRes
     return BuildResult(
         catalog=catalog,
         tools=tools,
-        files=bundle_files(tools),
+        files=bundle_files(tools, catalog, config.server_name, config.server_version),
         out=Path(config.out),
         seconds=time.perf_counter() - started,
         warnings=warnings,

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import functools
 import json
-import os
-import sys
-import traceback
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,36 +11,8 @@ import click
 from mcpgen import __version__
 from mcpgen.config import load_config
 from mcpgen.errors import UserError, Warnings
-
-EXIT_USER_ERROR = 1
-EXIT_INTERNAL = 70
-
-
-def _guarded(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn UserError into a readable message and exit 1; hide tracebacks of internal errors."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except UserError as exc:
-            click.echo(exc.render(), err=True)
-            sys.exit(EXIT_USER_ERROR)
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
-        except Exception as exc:  # a bug in mcpgen, not in the input
-            if os.environ.get("MCPGEN_DEBUG"):
-                traceback.print_exc()
-            click.echo(
-                f"internal error: {type(exc).__name__}: {exc}\n"
-                "hint: this is a bug in mcpgen; rerun with MCPGEN_DEBUG=1 for details "
-                "and report it",
-                err=True,
-            )
-            sys.exit(EXIT_INTERNAL)
-
-    return wrapper
+from mcpgen.errors import guarded as _guarded
+from mcpgen.runtime.cli import ServerIdentity, run_server, server_options
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -142,3 +109,12 @@ def _shown(path: Path) -> str:
         return path.resolve().relative_to(Path.cwd()).as_posix()
     except ValueError:
         return path.as_posix()
+
+
+@main.command("serve", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("bundle", default="mcp_bundle", type=click.Path(file_okay=False, path_type=Path))
+@server_options
+@_guarded
+def serve(bundle: Path, **flags: Any) -> None:
+    """Serve a bundle (same as `python BUNDLE/server.py [flags]`)."""
+    run_server(bundle, ServerIdentity.of_bundle(bundle), **flags)

@@ -40,6 +40,8 @@ class Config:
     schema_profile: str = "portable"
     recursion_depth: int = 3
     portable_max_nodes: int = 2000
+    server_name: str = "mcpgen"  # serverInfo.name of the generated server
+    server_version: str | None = None  # default: mcpgen's version + a digest of the manifest
     file: str | None = None  # the config file read, for messages
 
 
@@ -74,6 +76,8 @@ _KEYS: dict[str, tuple[Any, str]] = {
         lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 50,
         "an integer of at least 50",
     ),
+    "server_name": (lambda v: isinstance(v, str) and v.strip() != "", "a non-empty string"),
+    "server_version": (lambda v: isinstance(v, str) and v.strip() != "", "a non-empty string"),
 }
 
 

@@ -7,6 +7,7 @@ that fails at any point leaves an existing bundle untouched.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -15,12 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from google.protobuf import descriptor_pb2
 
 from mcpgen import __version__
 from mcpgen.errors import UserError
+from mcpgen.model import Catalog
+from mcpgen.templating import render
 from mcpgen.tools import ToolSpec
 
 MANIFEST = "manifest.json"
+DESCRIPTORS = "descriptors.binpb"
+SERVER = "server.py"
 MANIFEST_VERSION = 1
 
 
@@ -85,9 +91,59 @@ def manifest_chunks(tools: list[ToolJson]) -> Chunks:
     return chunks
 
 
-def bundle_files(tools: list[ToolJson]) -> dict[str, Chunks]:
-    """Every file of the bundle, by name, as the chunks to write."""
-    return {MANIFEST: manifest_chunks(tools)}
+def descriptor_set(catalog: Catalog, tools: list[ToolJson]) -> bytes:
+    """The FileDescriptorSet the server forwards with: the files defining the tools' gRPC
+    services and everything they import, dependencies first, without source info (the text
+    already lives in the manifest)."""
+    files = {f.name: f for f in catalog.descriptor_files}
+    services = {t.route["service"] for t in tools if t.route["kind"] == "grpc"}
+    wanted: set[str] = set()
+    todo = [f.name for f in catalog.descriptor_files
+            if any(_qualified(f.package, s.name) in services for s in f.service)]  # fmt: skip
+    while todo:
+        name = todo.pop()
+        if name not in wanted:
+            wanted.add(name)
+            todo += files[name].dependency
+    out = descriptor_pb2.FileDescriptorSet()
+    for f in catalog.descriptor_files:  # already dependencies first, in a deterministic order
+        if f.name in wanted:
+            copy = out.file.add()
+            copy.CopyFrom(f)
+            copy.ClearField("source_code_info")
+    return out.SerializeToString(deterministic=True)
+
+
+def _qualified(package: str, name: str) -> str:
+    return f"{package}.{name}" if package else name
+
+
+def server_module(name: str, version: str, tools: int) -> bytes:
+    """The generated server: a few lines that hand the bundle folder to `mcpgen.runtime`."""
+    text = render(
+        "server.py.j2", server_name=name, version=version, tools=tools, generator=__version__
+    )
+    return text.encode()
+
+
+def bundle_files(
+    tools: list[ToolJson], catalog: Catalog, server_name: str, server_version: str | None = None
+) -> dict[str, Chunks]:
+    """Every file of the bundle, by name, as the chunks to write.
+
+    The server's version defaults to mcpgen's version plus a digest of the manifest, so a
+    running server names the exact bundle it serves.
+    """
+    manifest = manifest_chunks(tools)
+    if server_version is None:
+        digest = hashlib.sha256()
+        for chunk in manifest:
+            digest.update(chunk)
+        server_version = f"{__version__}+{digest.hexdigest()[:12]}"
+    files = {MANIFEST: manifest, SERVER: [server_module(server_name, server_version, len(tools))]}
+    if any(t.route["kind"] == "grpc" for t in tools):
+        files[DESCRIPTORS] = [descriptor_set(catalog, tools)]
+    return files
 
 
 def _check_target(out: Path) -> None:

@@ -6,7 +6,15 @@ prints it as `file:line: message` plus a hint and exits non-zero, never with a t
 
 from __future__ import annotations
 
+import functools
+import os
+import sys
+import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
+
+import click
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,3 +72,34 @@ class Warnings:
 
     def add(self, message: str) -> None:
         self.items.append(message)
+
+
+EXIT_USER_ERROR = 1
+EXIT_INTERNAL = 70
+
+
+def guarded(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn UserError into a readable message and exit 1; hide tracebacks of internal errors."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except UserError as exc:
+            click.echo(exc.render(), err=True)
+            sys.exit(EXIT_USER_ERROR)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        except Exception as exc:  # a bug in mcpgen, not in the input
+            if os.environ.get("MCPGEN_DEBUG"):
+                traceback.print_exc()
+            click.echo(
+                f"internal error: {type(exc).__name__}: {exc}\n"
+                "hint: this is a bug in mcpgen; rerun with MCPGEN_DEBUG=1 for details "
+                "and report it",
+                err=True,
+            )
+            sys.exit(EXIT_INTERNAL)
+
+    return wrapper

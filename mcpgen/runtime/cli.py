@@ -1,0 +1,208 @@
+"""Server flags, shared by `python OUT/server.py` and `mcpgen serve OUT`.
+
+Every flag can also come from the environment (`MCPGEN_<FLAG>`; repeatable flags take
+whitespace-separated values there), so a container needs no command line.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mcpgen.errors import UserError, guarded
+
+DEFAULT_NAME = "mcpgen"
+
+
+def _pairs(option: str, values: tuple[str, ...], convert: Callable[[str], Any]) -> dict[str, Any]:
+    out = {}
+    for value in values:
+        key, sep, raw = value.partition("=")
+        if not sep or not key:
+            raise UserError(f"{option} {value!r} is not NAME=VALUE")
+        try:
+            out[key] = convert(raw)
+        except ValueError:
+            raise UserError(f"{option} {value!r}: {raw!r} is not a valid value") from None
+    return out
+
+
+def server_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The server's flags, as click options (each with its MCPGEN_* variable)."""
+    options = [
+        click.option("--transport", type=click.Choice(["stdio", "http"]), default="stdio",
+                     envvar="MCPGEN_TRANSPORT", show_default=True, help="How clients connect."),
+        click.option("--host", default="127.0.0.1", envvar="MCPGEN_HOST", show_default=True,
+                     help="HTTP: address to bind."),
+        click.option("--port", type=int, default=3000, envvar="MCPGEN_PORT", show_default=True,
+                     help="HTTP: port to bind."),
+        click.option("--backend", "backends", multiple=True, envvar="MCPGEN_BACKEND",
+                     metavar="[SERVICE=]TARGET",
+                     help="Where services live: TARGET for all, SERVICE=TARGET for one "
+                     "(full name, package prefix or simple name). Repeatable."),
+        click.option("--stateless", is_flag=True, envvar="MCPGEN_STATELESS",
+                     help="HTTP: no sessions; every request stands alone (for scale-out)."),
+        click.option("--json-response", is_flag=True, envvar="MCPGEN_JSON_RESPONSE",
+                     help="HTTP: answer with JSON instead of SSE streams."),
+        click.option("--timeout", type=float, default=30.0, envvar="MCPGEN_TIMEOUT",
+                     show_default=True, help="Deadline of a backend call, in seconds."),
+        click.option("--tool-timeout", "tool_timeouts", multiple=True,
+                     envvar="MCPGEN_TOOL_TIMEOUT", metavar="TOOL=SECONDS",
+                     help="Deadline of one tool. Repeatable."),
+        click.option("--max-stream-messages", type=click.IntRange(min=1), default=1000,
+                     envvar="MCPGEN_MAX_STREAM_MESSAGES", show_default=True,
+                     help="Server streams: messages kept in a result; the rest are dropped."),
+        click.option("--forward-header", "forward_headers", multiple=True,
+                     envvar="MCPGEN_FORWARD_HEADER", metavar="NAME",
+                     help="HTTP: a request header sent to backends as gRPC metadata "
+                     "(e.g. authorization). Repeatable."),
+        click.option("--backend-tls", is_flag=True, envvar="MCPGEN_BACKEND_TLS",
+                     help="Connect to backends with TLS (system roots unless --backend-ca)."),
+        click.option("--backend-ca", envvar="MCPGEN_BACKEND_CA", metavar="FILE",
+                     help="PEM roots that backend certificates must chain to."),
+        click.option("--backend-cert", envvar="MCPGEN_BACKEND_CERT", metavar="FILE",
+                     help="PEM client certificate for mTLS (with --backend-key)."),
+        click.option("--backend-key", envvar="MCPGEN_BACKEND_KEY", metavar="FILE",
+                     help="PEM private key of --backend-cert."),
+        click.option("--allowed-origin", "allowed_origins", multiple=True,
+                     envvar="MCPGEN_ALLOWED_ORIGINS", metavar="ORIGIN",
+                     help="HTTP: an Origin browsers may call from (`:*` for any port). "
+                     "Loopback origins are allowed on a loopback bind. Repeatable."),
+        click.option("--allowed-host", "allowed_hosts", multiple=True,
+                     envvar="MCPGEN_ALLOWED_HOSTS", metavar="HOST",
+                     help="HTTP: a Host header to accept besides loopback names. Repeatable."),
+        click.option("--page-size", type=click.IntRange(min=1), default=100,
+                     envvar="MCPGEN_PAGE_SIZE", show_default=True,
+                     help="Tools per tools/list page."),
+        click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+                     default="warning", envvar="MCPGEN_LOG_LEVEL", show_default=True,
+                     help="Logging on stderr."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@dataclass(frozen=True, slots=True)
+class ServerIdentity:
+    name: str
+    version: str
+
+    @classmethod
+    def of_bundle(cls, folder: Path) -> ServerIdentity:
+        """The name and version the build wrote into server.py (read as data, never run)."""
+        values = {"SERVER_NAME": DEFAULT_NAME, "SERVER_VERSION": "0.0.0"}
+        try:
+            tree = ast.parse((folder / "server.py").read_text(encoding="utf-8"))
+        except (OSError, SyntaxError, ValueError):
+            return cls(values["SERVER_NAME"], values["SERVER_VERSION"])
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and len(node.targets) == 1:
+                target = node.targets[0]
+                if isinstance(target, ast.Name) and target.id in values:
+                    value = node.value
+                    if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                        values[target.id] = value.value
+        return cls(values["SERVER_NAME"], values["SERVER_VERSION"])
+
+
+def run_server(folder: Path, identity: ServerIdentity, **flags: Any) -> None:
+    """Load the bundle and serve it until the transport closes (stdio) or a signal (HTTP)."""
+    from mcpgen.runtime.bundle import Bundle
+    from mcpgen.runtime.gateway import Gateway, GatewayOptions
+    from mcpgen.runtime.grpc_backend import BackendConfig, GrpcBackends
+    from mcpgen.runtime.server import HttpOptions, McpFrontend
+
+    logging.basicConfig(
+        level=flags["log_level"].upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    bundle = Bundle(folder)
+    backends = GrpcBackends(
+        BackendConfig.parse(
+            flags["backends"],
+            tls=flags["backend_tls"],
+            ca=flags["backend_ca"],
+            cert=flags["backend_cert"],
+            key=flags["backend_key"],
+        )
+    )
+    unknown = set(_pairs("--tool-timeout", flags["tool_timeouts"], float)) - set(bundle.by_name)
+    if unknown:
+        raise UserError(f"--tool-timeout names unknown tools: {', '.join(sorted(unknown))}")
+    gateway = Gateway(
+        bundle,
+        backends,
+        GatewayOptions(
+            timeout=flags["timeout"],
+            tool_timeouts=_pairs("--tool-timeout", flags["tool_timeouts"], float),
+            max_stream_messages=flags["max_stream_messages"],
+            forward_headers=tuple(h.lower() for h in flags["forward_headers"]),
+        ),
+    )
+    frontend = McpFrontend(gateway, identity.name, identity.version, page_size=flags["page_size"])
+    if flags["transport"] == "stdio":
+        asyncio.run(_serve_stdio(frontend, backends))
+    else:
+        options = HttpOptions(
+            host=flags["host"],
+            port=flags["port"],
+            stateless=flags["stateless"],
+            json_response=flags["json_response"],
+            allowed_origins=list(flags["allowed_origins"]),
+            allowed_hosts=list(flags["allowed_hosts"]),
+        )
+        asyncio.run(_serve_http(frontend, backends, options))
+
+
+async def _serve_stdio(frontend: Any, backends: Any) -> None:
+    from mcp.server.stdio import stdio_server
+
+    try:
+        async with stdio_server() as (read, write):
+            server = frontend.server
+            await server.run(read, write, server.create_initialization_options())
+    finally:
+        await backends.close()
+
+
+async def _serve_http(frontend: Any, backends: Any, options: Any) -> None:
+    import uvicorn
+
+    from mcpgen.runtime.server import http_app
+
+    config = uvicorn.Config(
+        http_app(frontend, options),
+        host=options.host,
+        port=options.port,
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=30,
+    )
+    server = uvicorn.Server(config)  # handles SIGTERM/SIGINT: in-flight requests finish
+    try:
+        await server.serve()
+    finally:
+        await backends.close()
+
+
+def serve_bundle(folder: Path, name: str = DEFAULT_NAME, version: str = "0.0.0") -> None:
+    """Entry point of a generated server.py: parse the flags and serve `folder`."""
+
+    @click.command(context_settings={"help_option_names": ["-h", "--help"]})
+    @server_options
+    @guarded
+    def command(**flags: Any) -> None:
+        """Serve this bundle's tools over MCP, forwarding each call to its backend."""
+        run_server(folder, ServerIdentity(name, version), **flags)
+
+    command(prog_name=f"python {folder.name}/server.py")

@@ -1,0 +1,190 @@
+"""Forwarding to gRPC backends: one `grpc.aio` channel per target, reused by every call.
+
+Targets are whatever gRPC accepts (`host:port`, `dns:///name:port`, `unix:///path`); every
+channel balances round robin over the addresses its target resolves to. `--backend TARGET`
+serves every service; `--backend SERVICE=TARGET` one service, named by its full name
+(`acme.library.v1.Library`), its package or a package prefix (`acme.library`), or its simple
+name in any case (`library`). The most specific match wins.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.protobuf.message import Message
+
+from mcpgen.errors import UserError
+
+_SERVICE_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
+_CHANNEL_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.service_config", _SERVICE_CONFIG),
+    ("grpc.enable_retries", 0),  # the gateway does not replay calls that may have side effects
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+]
+
+
+@dataclass(slots=True)
+class BackendConfig:
+    """Where each service lives and how to reach it."""
+
+    default: str | None = None
+    services: dict[str, str] = field(default_factory=dict)  # selector -> target
+    tls: bool = False
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+
+    @classmethod
+    def parse(cls, entries: Sequence[str], **tls: Any) -> BackendConfig:
+        """`TARGET` or `SERVICE=TARGET` entries, as given to `--backend`."""
+        config = cls(**tls)
+        for entry in entries:
+            selector, sep, target = entry.partition("=")
+            if not sep:
+                if config.default is not None and config.default != entry:
+                    raise UserError(
+                        f"two default backends given: {config.default} and {entry}",
+                        hint="give one --backend TARGET, and SERVICE=TARGET for the others",
+                    )
+                config.default = entry.strip()
+                continue
+            if not selector.strip() or not target.strip():
+                raise UserError(
+                    f"--backend {entry!r} is not TARGET or SERVICE=TARGET",
+                    hint="e.g. --backend localhost:50051 or --backend acme.users.v1=users:50051",
+                )
+            config.services[selector.strip()] = target.strip()
+        if (config.cert is None) != (config.key is None):
+            raise UserError(
+                "--backend-cert and --backend-key go together", hint="give both for mTLS"
+            )
+        return config
+
+    def target_for(self, service: str) -> str | None:
+        """The target of a service (full name), by the most specific selector that matches."""
+        best: tuple[int, str] | None = None
+        simple = service.rsplit(".", 1)[-1].lower()
+        for selector, target in self.services.items():
+            if selector == service:
+                rank = 3
+            elif service.startswith(selector + "."):
+                rank = 2
+            elif selector.lower() == simple:
+                rank = 1
+            else:
+                continue
+            key = (rank * 1000 + len(selector), target)
+            if best is None or key[0] > best[0]:
+                best = key
+        return best[1] if best else self.default
+
+    def credentials(self) -> grpc.ChannelCredentials | None:
+        if not (self.tls or self.ca or self.cert):
+            return None
+
+        def read(path: str | None) -> bytes | None:
+            if path is None:
+                return None
+            try:
+                return Path(path).read_bytes()
+            except OSError as exc:
+                raise UserError(f"cannot read {path}: {exc.strerror}") from None
+
+        return grpc.ssl_channel_credentials(
+            root_certificates=read(self.ca),
+            private_key=read(self.key),
+            certificate_chain=read(self.cert),
+        )
+
+
+class NoBackend(Exception):
+    """No --backend covers a service."""
+
+
+class GrpcBackends:
+    """Channels by target, created on first use and closed together."""
+
+    def __init__(self, config: BackendConfig) -> None:
+        self.config = config
+        self._credentials = config.credentials()
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._unary: dict[tuple[str, str], Any] = {}
+        self._stream: dict[tuple[str, str], Any] = {}
+
+    def channel(self, service: str) -> tuple[str, grpc.aio.Channel]:
+        target = self.config.target_for(service)
+        if target is None:
+            raise NoBackend(
+                f"no backend is configured for {service}; start the server with "
+                f"--backend TARGET or --backend {service}=TARGET"
+            )
+        channel = self._channels.get(target)
+        if channel is None:
+            if self._credentials is not None:
+                channel = grpc.aio.secure_channel(target, self._credentials, _CHANNEL_OPTIONS)
+            else:
+                channel = grpc.aio.insecure_channel(target, _CHANNEL_OPTIONS)
+            self._channels[target] = channel
+        return target, channel
+
+    async def unary(
+        self,
+        service: str,
+        path: str,
+        request: Message,
+        output: type[Message],
+        timeout: float,
+        metadata: Sequence[tuple[str, str]],
+    ) -> Message:
+        target, channel = self.channel(service)
+        call = self._unary.get((target, path))
+        if call is None:
+            call = channel.unary_unary(
+                path,
+                request_serializer=_serialize,
+                response_deserializer=output.FromString,
+            )
+            self._unary[(target, path)] = call
+        return await call(request, timeout=timeout, metadata=tuple(metadata))
+
+    async def server_stream(
+        self,
+        service: str,
+        path: str,
+        request: Message,
+        output: type[Message],
+        timeout: float,
+        metadata: Sequence[tuple[str, str]],
+    ) -> AsyncIterator[Message]:
+        """The messages of a server-streaming call; closing the iterator cancels the call."""
+        target, channel = self.channel(service)
+        method = self._stream.get((target, path))
+        if method is None:
+            method = channel.unary_stream(
+                path,
+                request_serializer=_serialize,
+                response_deserializer=output.FromString,
+            )
+            self._stream[(target, path)] = method
+        call = method(request, timeout=timeout, metadata=tuple(metadata))
+        try:
+            async for message in call:
+                yield message
+        finally:
+            call.cancel()
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            await channel.close()
+        self._channels.clear()
+        self._unary.clear()
+        self._stream.clear()
+
+
+def _serialize(message: Message) -> bytes:
+    return message.SerializeToString()

@@ -1,0 +1,237 @@
+"""The gateway on the wire: MCP through the official SDK, plus go-micro-compatible REST.
+
+MCP: the SDK's low-level `Server` serves both protocol eras (the initialize handshake of
+2025-06-18/2025-11-25 and the stateless 2026-07-28), over stdio or Streamable HTTP at `/mcp`.
+REST on the same HTTP server: `GET /mcp/tools`, `POST /mcp/call`, `GET /health`.
+Every call, whatever the transport, goes through `Gateway.call`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import mcp_types as types
+from mcp.server.lowlevel import Server
+from mcp.server.transport_security import TransportSecuritySettings
+from mcp.shared.exceptions import MCPError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from mcpgen.runtime.arguments import InvalidArguments
+from mcpgen.runtime.gateway import CallContext, Gateway, UnknownTool, result_text
+from mcpgen.runtime.status import BackendError, http_status
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+TRACE_RESPONSE_HEADER = "Mcp-Trace-Id"
+
+
+@dataclass(slots=True)
+class HttpOptions:
+    host: str = "127.0.0.1"
+    port: int = 3000
+    stateless: bool = False
+    json_response: bool = False
+    allowed_origins: list[str] = field(default_factory=list)
+    allowed_hosts: list[str] = field(default_factory=list)
+
+
+class OriginGuard:
+    """DNS-rebinding protection for the MCP and REST endpoints (ASGI middleware).
+
+    A request that carries an `Origin` must come from an allowed origin (403 otherwise); on a
+    loopback bind the `Host` must be a loopback name too (421 otherwise), so a web page whose
+    domain resolves to 127.0.0.1 cannot reach the gateway. Patterns may end in `:*` (any port).
+    `/health` stays open for probes.
+    """
+
+    GUARDED = ("/mcp",)
+
+    def __init__(self, app: Any, options: HttpOptions) -> None:
+        self.app = app
+        self.origins = list(options.allowed_origins)
+        self.hosts = list(options.allowed_hosts)
+        if options.host in LOOPBACK:
+            self.hosts += ["127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost"]
+            self.hosts += ["[::1]"]
+            self.origins += ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
+            self.origins += ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+
+    @staticmethod
+    def _allowed(value: str, patterns: list[str]) -> bool:
+        for pattern in patterns:
+            if value == pattern or pattern == "*":
+                return True
+            if pattern.endswith(":*") and value.startswith(pattern[:-1]):
+                return value[len(pattern) - 1 :].isdigit()
+        return False
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(self.GUARDED):
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+            origin, host = headers.get("origin"), headers.get("host", "")
+            refusal = None
+            if self.hosts and not self._allowed(host, self.hosts):
+                refusal = Response("Invalid Host header", status_code=421)
+            elif origin is not None and not self._allowed(origin, self.origins):
+                refusal = Response("Invalid Origin header", status_code=403)
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+# ---- MCP -------------------------------------------------------------------------------------
+
+
+class Cursors:
+    """Opaque `tools/list` cursors over a stable order: an encoded offset."""
+
+    PREFIX = "mcpgen:"
+
+    @classmethod
+    def encode(cls, offset: int) -> str:
+        return base64.urlsafe_b64encode(f"{cls.PREFIX}{offset}".encode()).decode()
+
+    @classmethod
+    def decode(cls, cursor: str | None, total: int) -> int:
+        if cursor is None:
+            return 0
+        try:
+            text = base64.urlsafe_b64decode(cursor.encode()).decode()
+            offset = int(text.removeprefix(cls.PREFIX)) if text.startswith(cls.PREFIX) else -1
+        except (binascii.Error, UnicodeError, ValueError):
+            offset = -1
+        if not 0 <= offset < total:
+            raise MCPError(types.INVALID_PARAMS, f"invalid cursor: {cursor!r}")
+        return offset
+
+
+class McpFrontend:
+    """The MCP server of a gateway."""
+
+    def __init__(self, gateway: Gateway, name: str, version: str, page_size: int = 100) -> None:
+        self.gateway = gateway
+        self.page_size = page_size
+        self.server: Server[Any] = Server(
+            name,
+            version=version,
+            on_list_tools=self.list_tools,
+            on_call_tool=self.call_tool,
+            get_tool_input_schema=self._input_schema,
+        )
+        self.server.middleware = []  # no OpenTelemetry spans unless asked (issue: otel extra)
+
+    @cached_property
+    def _tools(self) -> list[types.Tool]:
+        return [types.Tool.model_validate(tool) for tool in self.gateway.tools]
+
+    def _input_schema(self, name: str) -> dict[str, Any] | None:
+        tool = self.gateway.bundle.by_name.get(name)
+        return tool["inputSchema"] if tool else None
+
+    async def list_tools(self, ctx: Any, params: types.PaginatedRequestParams | None) -> Any:
+        tools = self._tools
+        start = Cursors.decode(params.cursor if params else None, max(len(tools), 1))
+        end = start + self.page_size
+        return types.ListToolsResult(
+            tools=tools[start:end], next_cursor=Cursors.encode(end) if end < len(tools) else None
+        )
+
+    async def call_tool(self, ctx: Any, params: types.CallToolRequestParams) -> Any:
+        request = getattr(ctx, "request", None)
+        headers = dict(request.headers) if isinstance(request, Request) else {}
+
+        async def on_message(index: int, message: dict[str, Any]) -> None:
+            await ctx.session.report_progress(float(index), None, result_text(message))
+
+        context = CallContext(
+            transport="http" if headers else "stdio", headers=headers, on_message=on_message
+        )
+        try:
+            result = await self.gateway.call(params.name, params.arguments, context)
+        except UnknownTool:
+            raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {params.name}") from None
+        except InvalidArguments as error:
+            return _error_result(error.text(params.name))
+        except BackendError as error:
+            return _error_result(error.text())
+        return types.CallToolResult(
+            content=[types.TextContent(type="text", text=result_text(result))],
+            structured_content=result,
+        )
+
+
+def _error_result(text: str) -> types.CallToolResult:
+    return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=True)
+
+
+# ---- REST (go-micro's gateway API) -----------------------------------------------------------
+
+
+class RestFrontend:
+    """`GET /mcp/tools`, `POST /mcp/call`, `GET /health`, as go-micro's MCP gateway serves them."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/mcp/tools", self.tools, methods=["GET"]),
+            Route("/mcp/call", self.call, methods=["POST"]),
+            Route("/health", self.health, methods=["GET"]),
+        ]
+
+    async def tools(self, request: Request) -> Response:
+        return JSONResponse({"tools": self.gateway.tools})
+
+    async def health(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok", "tools": len(self.gateway.tools)})
+
+    async def call(self, request: Request) -> Response:
+        context = CallContext(transport="rest", headers=dict(request.headers))
+
+        def error(status: int, text: str, code: str, **extra: Any) -> Response:
+            body = {"error": text, "code": code, "trace_id": context.trace_id, **extra}
+            return JSONResponse(
+                body, status_code=status, headers={TRACE_RESPONSE_HEADER: context.trace_id}
+            )
+
+        try:
+            body = json.loads(await request.body())
+        except ValueError as exc:
+            return error(400, f"request body is not JSON: {exc}", "BAD_REQUEST")
+        if not isinstance(body, dict) or not isinstance(body.get("tool"), str):
+            return error(400, 'expected {"tool": NAME, "input": {...}}', "BAD_REQUEST")
+        name, arguments = body["tool"], body.get("input")
+        try:
+            result = await self.gateway.call(name, arguments, context)
+        except UnknownTool:
+            return error(404, f"unknown tool {name!r}", "UNKNOWN_TOOL")
+        except InvalidArguments as exc:
+            return error(400, exc.text(name), "INVALID_ARGUMENTS", problems=exc.problems)
+        except BackendError as exc:
+            return error(http_status(exc.code), exc.text(), exc.code.name, details=exc.details)
+        return JSONResponse(
+            {"result": result, "trace_id": context.trace_id},
+            headers={TRACE_RESPONSE_HEADER: context.trace_id},
+        )
+
+
+def http_app(frontend: McpFrontend, options: HttpOptions) -> Any:
+    """One ASGI app: MCP Streamable HTTP at /mcp and the REST endpoints beside it, guarded."""
+    app = frontend.server.streamable_http_app(
+        streamable_http_path="/mcp",
+        stateless_http=options.stateless,
+        json_response=options.json_response,
+        # Host/Origin are checked by OriginGuard for MCP and REST alike
+        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+        host=options.host,
+        custom_starlette_routes=RestFrontend(frontend.gateway).routes(),
+    )
+    return OriginGuard(app, options)
