@@ -45,3 +45,80 @@ def protoc_descriptor_set(out: Path, files: list[str], roots: list[Path]) -> Pat
     args += [f"--proto_path={p}" for p in builtin_import_paths()]
     subprocess.run([*args, *files], check=True, capture_output=True)
     return out
+
+
+# ---- gateways and backends -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def library_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fixtures built into a bundle once per test session (read-only for tests)."""
+    from mcpgen.build import build
+    from mcpgen.config import Config
+
+    out = tmp_path_factory.mktemp("bundle") / "mcp_bundle"
+    build(Config(sources=[str(PROTOS)], out=str(out)))
+    return out
+
+
+@pytest.fixture
+def library_backend(library_bundle: Path):
+    """A fresh, running gRPC Library server."""
+    from tests.library_backend import LibraryBackend
+
+    backend = LibraryBackend(library_bundle / "descriptors.binpb").start()
+    yield backend
+    backend.stop()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class HttpGateway:
+    """A generated server.py running over HTTP in a subprocess."""
+
+    def __init__(self, bundle: Path, *args: str) -> None:
+        import time
+        import urllib.request
+
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.url = f"{self.base}/mcp"
+        command = [sys.executable, str(bundle / "server.py"), "--transport", "http"]
+        command += ["--port", str(self.port), *args]
+        self.process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.process.stderr.read()}")
+            try:
+                with urllib.request.urlopen(f"{self.base}/health", timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("server did not become healthy in 30 s")
+            time.sleep(0.1)
+
+    def stop(self) -> str:
+        self.process.terminate()
+        try:
+            _, err = self.process.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            _, err = self.process.communicate()
+        return err or ""
+
+
+def require_integration() -> bool:
+    """True when tests that need external tools must fail rather than skip (CI sets it)."""
+    import os
+
+    return os.environ.get("MCPGEN_REQUIRE_INTEGRATION") == "1"

@@ -38,6 +38,7 @@ class LibraryBackend:
     received: list[Received] = field(default_factory=list)
     server: grpc.Server | None = None
     port: int = 0
+    streamed: int = 0  # messages sent by endless streams
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -180,6 +181,8 @@ class LibraryBackend:
                 event.book.name = f"shelves/endless/books/{i}"
                 event.book.title = f"Book {i}"
                 yield event
+                with self.lock:
+                    self.streamed += 1
                 time.sleep(0.01)
             return
         with self.lock:
