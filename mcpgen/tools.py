@@ -278,7 +278,8 @@ def stream_wrapper(message_schema: dict[str, Any]) -> dict[str, Any]:
             },
             "truncated": {
                 "type": "boolean",
-                "description": "true when the stream had more messages than the gateway keeps",
+                "description": "true when the gateway ended the stream (at its message limit "
+                "or its deadline) before the server did",
             },
         },
         "additionalProperties": False,

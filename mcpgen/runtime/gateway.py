@@ -115,7 +115,12 @@ class Gateway:
         return response_json(response)
 
     async def _collect(self, method, request, timeout, metadata, context) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-        """A server stream gathered into `{"messages": [...], "truncated": bool}`."""
+        """A server stream gathered into `{"messages": [...], "truncated": bool}`.
+
+        The gateway ends the call at `max_stream_messages` messages, or at the deadline once
+        some messages arrived (watch-style streams never end by themselves); either way the
+        result says `truncated: true`. A deadline before the first message is an error.
+        """
         messages: list[dict[str, Any]] = []
         truncated = False
         limit = self.options.max_stream_messages
@@ -124,13 +129,17 @@ class Gateway:
         )
         try:
             async for message in stream:
-                if len(messages) >= limit:
-                    truncated = True
-                    break
                 document = response_json(message)
                 messages.append(document)
                 if context.on_message is not None:
                     await context.on_message(len(messages), document)
+                if len(messages) >= limit:
+                    truncated = True
+                    break
+        except grpc.aio.AioRpcError as error:
+            if error.code() != grpc.StatusCode.DEADLINE_EXCEEDED or not messages:
+                raise
+            truncated = True
         finally:
             await stream.aclose()
         return {STREAM_KEY: messages, "truncated": truncated}
