@@ -67,7 +67,7 @@ async def test_health_over_stdio(health_bundle, health_server):
 
 
 async def test_health_over_http_with_a_stream_and_a_dead_backend(health_bundle, health_server):
-    target, servicer = health_server
+    target, _ = health_server
     gateway = HttpGateway(
         health_bundle, "--backend", target, "--max-stream-messages", "1", "--timeout", "5"
     )

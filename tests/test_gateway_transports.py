@@ -131,7 +131,9 @@ def test_dns_rebinding_is_refused(http_gateway):
         evil_origin = http.post(
             http_gateway.url, json=body, headers={**headers, "origin": "http://evil.example"}
         )
-        evil_host = http.post(http_gateway.url, json=body, headers={**headers, "host": "evil.example"})
+        evil_host = http.post(
+            http_gateway.url, json=body, headers={**headers, "host": "evil.example"}
+        )
         rest = http.get(f"{http_gateway.base}/mcp/tools", headers={"origin": "http://evil.example"})
         local = http.get(
             f"{http_gateway.base}/mcp/tools", headers={"origin": f"http://localhost:{free_port()}"}
