@@ -64,7 +64,7 @@ def library_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def library_backend(library_bundle: Path):
     """A fresh, running gRPC Library server."""
-    from tests.library_backend import LibraryBackend
+    from fixtures.library_backend import LibraryBackend
 
     backend = LibraryBackend(library_bundle / "descriptors.binpb").start()
     yield backend
