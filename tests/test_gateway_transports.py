@@ -182,3 +182,33 @@ def test_bad_flags_and_missing_bundle_exit_cleanly(tmp_path, library_bundle):
     assert missing.returncode == 1 and "manifest.json does not exist" in missing.stderr
     assert "Traceback" not in missing.stderr
     assert bad_timeout.returncode == 1 and "unknown tools: Nope" in bad_timeout.stderr
+
+
+def test_raw_json_rpc_in_the_2025_06_18_era(library_bundle, library_backend):
+    """What an older client sends, byte for byte: initialize at 2025-06-18, then tools."""
+    gateway = HttpGateway(library_bundle, "--backend", library_backend.target, "--json-response")
+    headers = {"accept": "application/json, text/event-stream"}
+    try:
+        with httpx.Client(timeout=10, headers=headers) as http:
+            init = http.post(gateway.url, json={
+                "jsonrpc": "2.0", "id": 1, "method": "initialize",
+                "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                           "clientInfo": {"name": "raw", "version": "0"}}})  # fmt: skip
+            session = {"mcp-session-id": init.headers["mcp-session-id"],
+                       "mcp-protocol-version": "2025-06-18"}  # fmt: skip
+            http.post(gateway.url, headers=session,
+                      json={"jsonrpc": "2.0", "method": "notifications/initialized"})  # fmt: skip
+            listed = http.post(gateway.url, headers=session,
+                               json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"})  # fmt: skip
+            called = http.post(gateway.url, headers=session, json={
+                "jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                "params": {"name": "Library_ListBooks", "arguments": {"parent": "shelves/1"}}})  # fmt: skip
+    finally:
+        gateway.stop()
+    result = init.json()["result"]
+    assert result["protocolVersion"] == "2025-06-18"
+    assert result["serverInfo"]["name"] == "mcpgen"
+    tools = listed.json()["result"]["tools"]
+    assert all(t["outputSchema"]["type"] == "object" for t in tools)
+    assert called.json()["result"]["structuredContent"] == {}
+    assert called.json()["result"]["isError"] is False

@@ -220,7 +220,8 @@ def build_request(
         payload = normalized.get(ROOT_VALUE_KEY)
     message = message_class()
     try:
-        json_format.ParseDict(payload, message)
+        # Any resolves its type URL in the bundle's pool, not protobuf's default one
+        json_format.ParseDict(payload, message, descriptor_pool=descriptor.file.pool)
     except json_format.ParseError as exc:  # the schema let through what protobuf refuses
         raise InvalidArguments([f"at /: {exc}"]) from None
     return message
@@ -228,7 +229,7 @@ def build_request(
 
 def response_json(message: Message) -> dict[str, Any]:
     """A response as protojson, with an object root (non-object WKTs under `value`)."""
-    value = json_format.MessageToDict(message)
+    value = json_format.MessageToDict(message, descriptor_pool=message.DESCRIPTOR.file.pool)
     if root_value(message.DESCRIPTOR.full_name):
         return {ROOT_VALUE_KEY: value}
     return value
