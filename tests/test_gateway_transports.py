@@ -188,21 +188,26 @@ def test_raw_json_rpc_in_the_2025_06_18_era(library_bundle, library_backend):
     """What an older client sends, byte for byte: initialize at 2025-06-18, then tools."""
     gateway = HttpGateway(library_bundle, "--backend", library_backend.target, "--json-response")
     headers = {"accept": "application/json, text/event-stream"}
+
+    def rpc(method: str, params: dict | None = None, id: int | None = None) -> dict:
+        message: dict = {"jsonrpc": "2.0", "method": method}
+        if params is not None:
+            message["params"] = params
+        if id is not None:
+            message["id"] = id
+        return message
+
     try:
         with httpx.Client(timeout=10, headers=headers) as http:
-            init = http.post(gateway.url, json={
-                "jsonrpc": "2.0", "id": 1, "method": "initialize",
-                "params": {"protocolVersion": "2025-06-18", "capabilities": {},
-                           "clientInfo": {"name": "raw", "version": "0"}}})  # fmt: skip
+            hello = {"protocolVersion": "2025-06-18", "capabilities": {},
+                     "clientInfo": {"name": "raw", "version": "0"}}  # fmt: skip
+            init = http.post(gateway.url, json=rpc("initialize", hello, 1))
             session = {"mcp-session-id": init.headers["mcp-session-id"],
                        "mcp-protocol-version": "2025-06-18"}  # fmt: skip
-            http.post(gateway.url, headers=session,
-                      json={"jsonrpc": "2.0", "method": "notifications/initialized"})  # fmt: skip
-            listed = http.post(gateway.url, headers=session,
-                               json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"})  # fmt: skip
-            called = http.post(gateway.url, headers=session, json={
-                "jsonrpc": "2.0", "id": 3, "method": "tools/call",
-                "params": {"name": "Library_ListBooks", "arguments": {"parent": "shelves/1"}}})  # fmt: skip
+            http.post(gateway.url, headers=session, json=rpc("notifications/initialized"))
+            listed = http.post(gateway.url, headers=session, json=rpc("tools/list", None, 2))
+            call = {"name": "Library_ListBooks", "arguments": {"parent": "shelves/1"}}
+            called = http.post(gateway.url, headers=session, json=rpc("tools/call", call, 3))
     finally:
         gateway.stop()
     result = init.json()["result"]
