@@ -9,15 +9,20 @@ precise schema lists every problem at once; `json_format.ParseDict` then builds 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from jsonschema import ValidationError
-from jsonschema.protocols import Validator
 
 from mcpgen.schema.scalars import OBJECT_WELL_KNOWN, ROOT_VALUE_KEY, WELL_KNOWN
+
+
+class Validator(Protocol):
+    """What the arguments step needs of a validator (validation.SchemaValidator, jsonschema's)."""
+
+    def iter_errors(self, instance: Any) -> Iterable[ValidationError]: ...
 
 
 class InvalidArguments(Exception):
@@ -212,9 +217,11 @@ def build_request(
     normalized = to_json_names(arguments, descriptor, [], problems)
     if problems:
         raise InvalidArguments(problems)
-    problems = validate_arguments(normalized, validator)
-    if problems:
-        raise InvalidArguments(problems)
+    accepts_fast = getattr(validator, "accepts_fast", None)
+    if accepts_fast is None or not accepts_fast(normalized):
+        problems = validate_arguments(normalized, validator)
+        if problems:
+            raise InvalidArguments(problems)
     payload = normalized
     if root_value(descriptor.full_name):
         payload = normalized.get(ROOT_VALUE_KEY)
@@ -222,8 +229,11 @@ def build_request(
     try:
         # Any resolves its type URL in the bundle's pool, not protobuf's default one
         json_format.ParseDict(payload, message, descriptor_pool=descriptor.file.pool)
-    except json_format.ParseError as exc:  # the schema let through what protobuf refuses
-        raise InvalidArguments([f"at /: {exc}"]) from None
+    except (json_format.ParseError, ValueError, TypeError, OverflowError) as exc:
+        # protobuf refused what the fast validator let through: the reference words it
+        reference = getattr(validator, "reference", validator)
+        problems = validate_arguments(normalized, reference) or [f"at /: {exc}"]
+        raise InvalidArguments(problems) from None
     return message
 
 

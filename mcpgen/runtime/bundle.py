@@ -17,11 +17,10 @@ from typing import Any
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.descriptor import Descriptor, MethodDescriptor
 from google.protobuf.message import DecodeError, Message
-from jsonschema.protocols import Validator
 
 from mcpgen.errors import UserError, Warnings
 from mcpgen.model import Catalog
-from mcpgen.runtime.validation import validator_for
+from mcpgen.runtime.validation import SchemaValidator, validator_for
 from mcpgen.schema import SchemaRenderer
 from mcpgen.sources.descriptors import catalog_from_files
 
@@ -80,7 +79,7 @@ class Bundle:
             self._load_descriptors(folder / DESCRIPTORS)
         self._methods: dict[str, GrpcMethod] = {}
         self._input_schemas: dict[str, dict[str, Any]] = {}
-        self._validators: dict[str, Validator] = {}
+        self._validators: dict[str, SchemaValidator] = {}
 
     def _load_descriptors(self, path: Path) -> None:
         try:
@@ -131,7 +130,7 @@ class Bundle:
             self._input_schemas[tool] = schema
         return schema
 
-    def input_validator(self, tool: str) -> Validator:
+    def input_validator(self, tool: str) -> SchemaValidator:
         validator = self._validators.get(tool)
         if validator is None:
             validator = self._validators[tool] = validator_for(self.input_schema(tool))

@@ -8,8 +8,8 @@ outcome into their own wire form.
 from __future__ import annotations
 
 import json
+import os
 import re
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,9 +47,10 @@ class CallContext:
     trace_id: str = ""
 
     def __post_init__(self) -> None:
-        if not self.trace_id:
-            match = _TRACEPARENT.match(self.headers.get("traceparent", ""))
-            self.trace_id = match.group(1) if match else uuid.uuid4().hex
+        if not self.trace_id:  # the caller's W3C trace id, else 16 random bytes as W3C has them
+            traceparent = self.headers.get("traceparent")
+            match = _TRACEPARENT.match(traceparent) if traceparent else None
+            self.trace_id = match.group(1) if match else os.urandom(16).hex()
 
 
 class UnknownTool(Exception):

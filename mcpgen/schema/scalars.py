@@ -68,6 +68,8 @@ def scalar_schema(kind: Scalar, precise: bool, output: bool = False) -> dict[str
         schema: dict[str, Any] = {"type": ["number", "string"]}
         if kind is Scalar.DOUBLE:
             schema["format"] = "double"
+            if not output:  # integers beyond float64 (10**400): the parser overflows on them
+                schema |= {"minimum": -DOUBLE_MAX, "maximum": DOUBLE_MAX}
         elif output:  # the printer may round float32's maximum up in its shortest form
             schema |= {"minimum": -FLOAT_MAX_PRINTED, "maximum": FLOAT_MAX_PRINTED}
         else:
