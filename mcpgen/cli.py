@@ -118,3 +118,59 @@ def _shown(path: Path) -> str:
 def serve(bundle: Path, **flags: Any) -> None:
     """Serve a bundle (same as `python BUNDLE/server.py [flags]`)."""
     run_server(bundle, ServerIdentity.of_bundle(bundle), **flags)
+
+
+@main.command("snapshot")
+@click.argument("source")
+@click.option("-o", "--out", required=True, metavar="FILE", help="File to write (.binpb or .json).")
+@click.option("--tls", is_flag=True, help="grpc: connect with TLS (system roots unless --ca).")
+@click.option("--ca", default=None, metavar="FILE", help="grpc: PEM roots (implies --tls).")
+@click.option(
+    "--service", "services", multiple=True, metavar="NAME",
+    help="grpc: capture only this service (full name; repeatable).",
+)  # fmt: skip
+@click.option(
+    "--header", "headers", multiple=True, metavar="NAME:VALUE",
+    help="grpc: metadata sent with reflection calls, e.g. 'authorization: Bearer ...'.",
+)  # fmt: skip
+@click.option(
+    "--prefix", default="/micro/registry/", show_default=True,
+    help="etcd: the key prefix of go-micro's registry.",
+)  # fmt: skip
+@click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds per request.")
+@_guarded
+def snapshot(
+    source: str,
+    out: str,
+    tls: bool,
+    ca: str | None,
+    services: tuple[str, ...],
+    headers: tuple[str, ...],
+    prefix: str,
+    timeout: float,
+) -> None:
+    """Capture a live schema: grpc://HOST:PORT (reflection) or etcd://HOST:PORT (go-micro)."""
+    from mcpgen.snapshot import SnapshotOptions, take
+
+    pairs = []
+    for header in headers:
+        name, sep, value = header.partition(":")
+        if not sep or not name.strip():
+            raise UserError(f"--header {header!r} is not NAME:VALUE")
+        pairs.append((name.strip().lower(), value.strip()))
+    options = SnapshotOptions(
+        out=Path(out),
+        tls=tls or ca is not None,
+        ca=Path(ca) if ca else None,
+        services=list(services),
+        headers=pairs,
+        prefix=prefix,
+        timeout=timeout,
+    )
+    warnings = Warnings()
+    try:
+        result = take(source, options, warnings)
+    finally:
+        for warning in warnings.items:
+            click.echo(f"warning: {warning}", err=True)
+    click.echo(f"mcpgen: {result.summary} → {_shown(result.out)}", err=True)
