@@ -97,9 +97,11 @@ def descriptor_set(catalog: Catalog, tools: list[ToolJson]) -> bytes:
     already lives in the manifest)."""
     files = {f.name: f for f in catalog.descriptor_files}
     services = {t.route["service"] for t in tools if t.route["kind"] == "grpc"}
+    messages = {t.route[k] for t in tools for k in ("request", "response") if k in t.route}
     wanted: set[str] = set()
     todo = [f.name for f in catalog.descriptor_files
-            if any(_qualified(f.package, s.name) in services for s in f.service)]  # fmt: skip
+            if any(_qualified(f.package, s.name) in services for s in f.service)
+            or any(_defines(f, m) for m in messages)]  # fmt: skip
     while todo:
         name = todo.pop()
         if name not in wanted:
@@ -112,6 +114,14 @@ def descriptor_set(catalog: Catalog, tools: list[ToolJson]) -> bytes:
             copy.CopyFrom(f)
             copy.ClearField("source_code_info")
     return out.SerializeToString(deterministic=True)
+
+
+def _defines(f: descriptor_pb2.FileDescriptorProto, message: str) -> bool:
+    """Whether `f` declares `message` (top level or nested)."""
+    return any(
+        message == (q := _qualified(f.package, m.name)) or message.startswith(q + ".")
+        for m in f.message_type
+    )
 
 
 def _qualified(package: str, name: str) -> str:
@@ -141,7 +151,7 @@ def bundle_files(
             digest.update(chunk)
         server_version = f"{__version__}+{digest.hexdigest()[:12]}"
     files = {MANIFEST: manifest, SERVER: [server_module(server_name, server_version, len(tools))]}
-    if any(t.route["kind"] == "grpc" for t in tools):
+    if any(t.route["kind"] == "grpc" or "request" in t.route for t in tools):
         files[DESCRIPTORS] = [descriptor_set(catalog, tools)]
     return files
 

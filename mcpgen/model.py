@@ -159,16 +159,36 @@ class HttpBinding:
     body: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class ValueTree:
+    """A type as a go-micro registry describes it: reflection over a Go struct.
+
+    `type` is the Go type name (`string`, `int64`, `[]string`, `""` for a map, `User`, ...);
+    a struct has one child per exported field, named by its json tag; a struct deeper than
+    go-micro's depth limit has its type name and no children, as have enums and named scalars.
+    """
+
+    name: str
+    type: str
+    values: tuple[ValueTree, ...] | None = None
+
+
 @dataclass(slots=True)
 class Method:
     name: str
-    input_type: str
+    input_type: str  # full message name; "" when only `input_tree` describes the input
     output_type: str
     streaming: Streaming = Streaming.UNARY
     idempotency: Idempotency = Idempotency.UNKNOWN
     http: HttpBinding | None = None
     deprecated: bool = False
     doc: str = ""
+    # what a go-micro registry adds
+    endpoint: str = ""  # go-micro endpoint name, `Handler.Method`
+    input_tree: ValueTree | None = None  # registry-only methods: their request and response
+    output_tree: ValueTree | None = None
+    examples: list[Any] = field(default_factory=list)  # example arguments (parsed JSON)
+    scopes: tuple[str, ...] = ()  # any one of them grants access (the policy layer's input)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +196,18 @@ class GrpcBinding:
     """The service is reached over gRPC; its messages are described by the catalog's files."""
 
     kind: str = "grpc"
+
+
+@dataclass(frozen=True, slots=True)
+class GoMicroBinding:
+    """The service is a go-micro service, reached over mucp (HTTP) at its registered nodes,
+    or over gRPC when its nodes run go-micro's gRPC server (`server: grpc`)."""
+
+    service: str  # the registry name, e.g. "users"
+    version: str = "latest"
+    nodes: tuple[str, ...] = ()  # host:port, in node-id order
+    server: str = "mucp"
+    kind: str = "go-micro"
 
 
 @dataclass(slots=True)
@@ -186,7 +218,7 @@ class Service:
     doc: str = ""
     deprecated: bool = False
     file: str = ""
-    binding: GrpcBinding = field(default_factory=GrpcBinding)
+    binding: GrpcBinding | GoMicroBinding = field(default_factory=GrpcBinding)
 
     @property
     def name(self) -> str:

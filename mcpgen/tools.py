@@ -15,8 +15,9 @@ from typing import Any
 
 from mcpgen.config import Config
 from mcpgen.errors import UserError, Warnings
-from mcpgen.model import Catalog, Idempotency, Method, Service, Streaming
+from mcpgen.model import Catalog, GoMicroBinding, Idempotency, Method, Service, Streaming
 from mcpgen.schema import SchemaRenderer
+from mcpgen.schema.registry import RegistrySchemas, known_structs
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_NAME = 64
@@ -197,6 +198,9 @@ def description_of(service: Service, method: Method, override: str | None) -> st
         text = override
     elif method.doc:
         text = method.doc
+    elif isinstance(service.binding, GoMicroBinding):
+        text = f"Calls the {method.endpoint} endpoint of the go-micro service "
+        text += f"{service.binding.service}."
     else:
         text = f"Calls the {method.name} RPC of the gRPC service {service.full_name}."
     if method.streaming is Streaming.SERVER:
@@ -229,13 +233,20 @@ def plan_tools(catalog: Catalog, config: Config, warnings: Warnings) -> list[Pla
 
 def render_tool(planned: PlannedTool, config: Config, renderer: SchemaRenderer) -> ToolSpec:
     service, method, name = planned.service, planned.method, planned.name
-    if config.schema_profile == "full":
-        input_schema = renderer.precise(method.input_type, output=False)
+    if not method.input_type:  # described by a go-micro registry only
+        registry = RegistrySchemas(known_structs(_trees(service)))
+        input_schema = registry.input(method.input_tree)
+        output_schema = registry.output(method.output_tree)
     else:
-        input_schema = renderer.portable(method.input_type)
+        if config.schema_profile == "full":
+            input_schema = renderer.precise(method.input_type, output=False)
+        else:
+            input_schema = renderer.portable(method.input_type)
+        output_schema = renderer.precise(method.output_type, output=True)
+    if method.examples:
+        input_schema = {**input_schema, "examples": method.examples}
     if method.deprecated or service.deprecated:
         input_schema = {**input_schema, "deprecated": True}
-    output_schema = renderer.precise(method.output_type, output=True)
     if method.streaming is Streaming.SERVER:
         output_schema = stream_wrapper(output_schema)
     tool: dict[str, Any] = {
@@ -248,14 +259,36 @@ def render_tool(planned: PlannedTool, config: Config, renderer: SchemaRenderer) 
     annotations = annotations_of(method, config.annotations.get(planned.full_name))
     if annotations:
         tool["annotations"] = annotations
-    route = {
+    return ToolSpec(name=name, method=planned.full_name, tool=tool, route=route_of(service, method))
+
+
+def route_of(service: Service, method: Method) -> dict[str, Any]:
+    """How the server reaches a tool's backend (the manifest's `routes` entry)."""
+    binding = service.binding
+    route: dict[str, Any] = {
         "kind": "grpc",
         "service": service.full_name,
         "method": method.name,
         "path": f"/{service.full_name}/{method.name}",
         "streaming": method.streaming.value,
     }
-    return ToolSpec(name=name, method=planned.full_name, tool=tool, route=route)
+    if not isinstance(binding, GoMicroBinding):
+        return route
+    if binding.server == "grpc":  # go-micro's gRPC server: /<registry name>.<Handler>/<Method>
+        handler = method.endpoint.partition(".")[0]
+        route["path"] = f"/{binding.service}.{handler}/{method.name}"
+    else:
+        route = {"kind": "go-micro", "service": binding.service, "endpoint": method.endpoint}
+        if method.input_type:  # the protos describe it: requests are checked against them
+            route |= {"request": method.input_type, "response": method.output_type}
+    route["nodes"] = list(binding.nodes)
+    if method.scopes:
+        route["scopes"] = list(method.scopes)
+    return route
+
+
+def _trees(service: Service) -> list[Any]:
+    return [t for m in service.methods for t in (m.input_tree, m.output_tree)]
 
 
 def build_tools(

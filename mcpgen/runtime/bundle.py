@@ -73,9 +73,10 @@ class Bundle:
         self.tools: list[dict[str, Any]] = manifest["tools"]
         self.routes: dict[str, dict[str, Any]] = manifest["routes"]
         self.by_name = {tool["name"]: tool for tool in self.tools}
+        self.aliases = go_micro_aliases(self.routes)
         self._files: list[descriptor_pb2.FileDescriptorProto] = []
         self._pool = descriptor_pool.DescriptorPool()
-        if any(route["kind"] == "grpc" for route in self.routes.values()):
+        if any(r["kind"] == "grpc" or "request" in r for r in self.routes.values()):
             self._load_descriptors(folder / DESCRIPTORS)
         self._methods: dict[str, GrpcMethod] = {}
         self._input_schemas: dict[str, dict[str, Any]] = {}
@@ -118,13 +119,21 @@ class Bundle:
         catalog: Catalog = catalog_from_files(self._files, with_services, Warnings())
         return SchemaRenderer(catalog)
 
+    def message_class(self, full_name: str) -> type[Message]:
+        """The dynamic message class of a type the descriptors define."""
+        return message_factory.GetMessageClass(self._pool.FindMessageTypeByName(full_name))
+
     def input_schema(self, tool: str) -> dict[str, Any]:
-        """The precise input schema of a tool: what its backend accepts, exactly."""
+        """The precise input schema of a tool: what its backend accepts, exactly (for a
+        go-micro endpoint only its registry describes, the manifest's schema)."""
         schema = self._input_schemas.get(tool)
         if schema is None:
-            if self.routes[tool]["kind"] == "grpc":
+            route = self.routes[tool]
+            if route["kind"] == "grpc":
                 method = self.grpc_method(tool)
                 schema = self._renderer.precise(method.input_descriptor.full_name, output=False)
+            elif "request" in route:
+                schema = self._renderer.precise(route["request"], output=False)
             else:
                 schema = self.by_name[tool]["inputSchema"]
             self._input_schemas[tool] = schema
@@ -135,3 +144,15 @@ class Bundle:
         if validator is None:
             validator = self._validators[tool] = validator_for(self.input_schema(tool))
         return validator
+
+
+def go_micro_aliases(routes: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """go-micro gateway tool names (`users.Users.Get`, `users_Users_Get`) → tool names."""
+    aliases: dict[str, str] = {}
+    for tool, route in sorted(routes.items()):
+        if route["kind"] == "go-micro":
+            dotted = f"{route['service']}.{route['endpoint']}"
+            for alias in (dotted, dotted.replace(".", "_")):
+                if alias not in routes:
+                    aliases.setdefault(alias, tool)
+    return aliases

@@ -127,15 +127,19 @@ def run_server(folder: Path, identity: ServerIdentity, **flags: Any) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     bundle = Bundle(folder)
-    backends = GrpcBackends(
-        BackendConfig.parse(
-            flags["backends"],
-            tls=flags["backend_tls"],
-            ca=flags["backend_ca"],
-            cert=flags["backend_cert"],
-            key=flags["backend_key"],
-        )
+    config = BackendConfig.parse(
+        flags["backends"],
+        tls=flags["backend_tls"],
+        ca=flags["backend_ca"],
+        cert=flags["backend_cert"],
+        key=flags["backend_key"],
     )
+    backends = GrpcBackends(config)
+    micro = None
+    if any(route["kind"] == "go-micro" for route in bundle.routes.values()):
+        from mcpgen.runtime.mucp_backend import MucpBackends
+
+        micro = MucpBackends(overrides=config.services)  # --backend users=HOST:PORT
     unknown = set(_pairs("--tool-timeout", flags["tool_timeouts"], float)) - set(bundle.by_name)
     if unknown:
         raise UserError(f"--tool-timeout names unknown tools: {', '.join(sorted(unknown))}")
@@ -148,10 +152,11 @@ def run_server(folder: Path, identity: ServerIdentity, **flags: Any) -> None:
             max_stream_messages=flags["max_stream_messages"],
             forward_headers=tuple(h.lower() for h in flags["forward_headers"]),
         ),
+        micro=micro,
     )
     frontend = McpFrontend(gateway, identity.name, identity.version, page_size=flags["page_size"])
     if flags["transport"] == "stdio":
-        asyncio.run(_serve_stdio(frontend, backends))
+        asyncio.run(_serve_stdio(frontend, gateway))
     else:
         options = HttpOptions(
             host=flags["host"],
@@ -161,10 +166,10 @@ def run_server(folder: Path, identity: ServerIdentity, **flags: Any) -> None:
             allowed_origins=list(flags["allowed_origins"]),
             allowed_hosts=list(flags["allowed_hosts"]),
         )
-        asyncio.run(_serve_http(frontend, backends, options))
+        asyncio.run(_serve_http(frontend, gateway, options))
 
 
-async def _serve_stdio(frontend: Any, backends: Any) -> None:
+async def _serve_stdio(frontend: Any, gateway: Any) -> None:
     from mcp.server.stdio import stdio_server
 
     try:
@@ -172,10 +177,10 @@ async def _serve_stdio(frontend: Any, backends: Any) -> None:
             server = frontend.server
             await server.run(read, write, server.create_initialization_options())
     finally:
-        await backends.close()
+        await gateway.close()
 
 
-async def _serve_http(frontend: Any, backends: Any, options: Any) -> None:
+async def _serve_http(frontend: Any, gateway: Any, options: Any) -> None:
     import uvicorn
 
     from mcpgen.runtime.server import http_app
@@ -192,7 +197,7 @@ async def _serve_http(frontend: Any, backends: Any, options: Any) -> None:
     try:
         await server.serve()
     finally:
-        await backends.close()
+        await gateway.close()
 
 
 def serve_bundle(folder: Path, name: str = DEFAULT_NAME, version: str = "0.0.0") -> None:

@@ -12,14 +12,23 @@ import os
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
+from google.protobuf import json_format
 
-from mcpgen.runtime.arguments import InvalidArguments, build_request, response_json
+from mcpgen.runtime.arguments import (
+    InvalidArguments,
+    build_request,
+    response_json,
+    validate_arguments,
+)
 from mcpgen.runtime.bundle import Bundle
 from mcpgen.runtime.grpc_backend import GrpcBackends, NoBackend
 from mcpgen.runtime.status import BackendError
+
+if TYPE_CHECKING:
+    from mcpgen.runtime.mucp_backend import MucpBackends
 
 STREAM_KEY = "messages"
 TRACE_HEADER = "mcp-trace-id"
@@ -61,11 +70,21 @@ class Gateway:
     """Tool calls of one bundle, forwarded to the backends."""
 
     def __init__(
-        self, bundle: Bundle, backends: GrpcBackends, options: GatewayOptions | None = None
+        self,
+        bundle: Bundle,
+        backends: GrpcBackends,
+        options: GatewayOptions | None = None,
+        micro: MucpBackends | None = None,
     ) -> None:
         self.bundle = bundle
         self.backends = backends
         self.options = options or GatewayOptions()
+        self.micro = micro  # go-micro services (mucp over HTTP), when the bundle has any
+
+    async def close(self) -> None:
+        await self.backends.close()
+        if self.micro is not None:
+            await self.micro.close()
 
     @property
     def tools(self) -> list[dict[str, Any]]:
@@ -95,6 +114,8 @@ class Gateway:
             raise UnknownTool(name)
         if arguments is not None and not isinstance(arguments, dict):
             raise InvalidArguments([f"at /: expected an object, got {type(arguments).__name__}"])
+        if route["kind"] == "go-micro":
+            return await self._call_micro(name, route, arguments or {}, context)
         if route["kind"] != "grpc":
             raise BackendError(
                 grpc.StatusCode.UNIMPLEMENTED, f"routes of kind {route['kind']} are not served"
@@ -114,6 +135,53 @@ class Gateway:
         except NoBackend as error:
             raise BackendError(grpc.StatusCode.UNAVAILABLE, str(error)) from None
         return response_json(response)
+
+    async def _call_micro(
+        self, name: str, route: dict[str, Any], arguments: dict[str, Any], context: CallContext
+    ) -> dict[str, Any]:
+        """A go-micro endpoint over mucp. With the protos, the request is checked and written
+        as protojson and the answer read back through its type; from a registry alone, the
+        arguments are checked against the registry's (loose) schema and sent as they are."""
+        if self.micro is None:
+            raise BackendError(grpc.StatusCode.UNIMPLEMENTED, "go-micro forwarding is off")
+        validator = self.bundle.input_validator(name)
+        output_class = None
+        if "request" in route:
+            request = build_request(
+                arguments, self.bundle.message_class(route["request"]), validator
+            )
+            body: dict[str, Any] = json_format.MessageToDict(
+                request, descriptor_pool=request.DESCRIPTOR.file.pool
+            )
+            output_class = self.bundle.message_class(route["response"])
+        else:
+            problems = validate_arguments(arguments, validator)
+            if problems:
+                raise InvalidArguments(problems)
+            body = arguments
+        answer = await self.micro.call(
+            route["service"],
+            route["endpoint"],
+            route.get("nodes", []),
+            body,
+            self.options.tool_timeouts.get(name, self.options.timeout),
+            self.metadata(context),
+        )
+        if output_class is not None:
+            message = output_class()
+            try:
+                json_format.ParseDict(
+                    answer, message, ignore_unknown_fields=True,
+                    descriptor_pool=message.DESCRIPTOR.file.pool,
+                )  # fmt: skip
+            except (json_format.ParseError, ValueError, TypeError) as exc:
+                raise BackendError(
+                    grpc.StatusCode.INTERNAL,
+                    f"{route['service']} {route['endpoint']} answered with JSON that is not a "
+                    f"{output_class.DESCRIPTOR.full_name}: {exc}",
+                ) from None
+            return response_json(message)
+        return answer if isinstance(answer, dict) else {"value": answer}
 
     async def _collect(self, method, request, timeout, metadata, context) -> dict[str, Any]:  # type: ignore[no-untyped-def]
         """A server stream gathered into `{"messages": [...], "truncated": bool}`.

@@ -209,6 +209,7 @@ class RestFrontend:
         if not isinstance(body, dict) or not isinstance(body.get("tool"), str):
             return error(400, 'expected {"tool": NAME, "input": {...}}', "BAD_REQUEST")
         name, arguments = body["tool"], body.get("input")
+        name = self.gateway.bundle.aliases.get(name, name)  # go-micro's `users.Users.Get`
         try:
             result = await self.gateway.call(name, arguments, context)
         except UnknownTool:

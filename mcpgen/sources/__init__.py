@@ -1,7 +1,8 @@
 """Sources: read each input kind and produce the one IR, a `Catalog`.
 
-`load_catalog` classifies the build's sources (.proto files, folders, descriptor sets), compiles
-the .proto files with protoc in one run, merges every descriptor set, and converts the result.
+`load_catalog` classifies the build's sources (.proto files, folders, descriptor sets, go-micro
+registry snapshots), compiles the .proto files with protoc in one run, merges every descriptor
+set, converts the result, and adds (or binds) the registries' services.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from google.protobuf import descriptor_pb2
 from mcpgen.errors import UserError, Warnings
 from mcpgen.model import Catalog
 from mcpgen.sources.descriptors import catalog_from_files, read_descriptor_set
+from mcpgen.sources.gomicro import RegistryService, read_registry, registry_catalog
 from mcpgen.sources.protofiles import ProtoFiles, compile_protos, display_path
 
 DESCRIPTOR_SET_SUFFIXES = (".binpb", ".pb", ".protoset", ".bin", ".desc")
@@ -47,6 +49,7 @@ def load_catalog(sources: list[str], import_paths: list[str], warnings: Warnings
         protos.add_root(root)
 
     descriptor_sets: list[Path] = []
+    registry: list[RegistryService] = []
     for raw in sources:
         path = Path(raw).resolve()
         if not path.exists():
@@ -65,11 +68,13 @@ def load_catalog(sources: list[str], import_paths: list[str], warnings: Warnings
             protos.add_file(path, fallback_root=path.parent)
         elif path.suffix in DESCRIPTOR_SET_SUFFIXES or path.name.endswith(".binpb.gz"):
             descriptor_sets.append(path)
+        elif path.suffix == ".json":
+            registry += read_registry(path, raw)
         else:
             raise UserError(
                 f"cannot tell what kind of source {raw!r} is",
-                hint="sources are .proto files, folders of them, or descriptor sets "
-                f"({', '.join(DESCRIPTOR_SET_SUFFIXES)})",
+                hint="sources are .proto files, folders of them, descriptor sets "
+                f"({', '.join(DESCRIPTOR_SET_SUFFIXES)}) or go-micro registry snapshots (.json)",
             )
 
     files: dict[str, descriptor_pb2.FileDescriptorProto] = {}
@@ -92,7 +97,10 @@ def load_catalog(sources: list[str], import_paths: list[str], warnings: Warnings
             if f.name not in imports:
                 exposed.add(f.name)
     _check_dependencies(files)
-    return catalog_from_files(_dependencies_first(files), exposed, warnings)
+    catalog = catalog_from_files(_dependencies_first(files), exposed, warnings)
+    if registry:
+        catalog = registry_catalog(registry, catalog, warnings)
+    return catalog
 
 
 def _without_source_info(f: descriptor_pb2.FileDescriptorProto) -> bytes:
