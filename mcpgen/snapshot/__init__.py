@@ -41,14 +41,18 @@ def take(source: str, options: SnapshotOptions, warnings: Warnings) -> SnapshotR
             f"{source!r} is not a snapshot source",
             hint="use grpc://HOST:PORT (server reflection) or etcd://HOST:PORT (go-micro registry)",
         )
-    if scheme == "grpc":
-        from mcpgen.snapshot.reflection import snapshot_reflection
-
-        return snapshot_reflection(rest, options, warnings)
-    if scheme == "etcd":
-        from mcpgen.snapshot.etcd import snapshot_etcd
-
-        return snapshot_etcd(rest, options, warnings)
+    if scheme in ("grpc", "etcd"):
+        try:
+            if scheme == "grpc":
+                from mcpgen.snapshot.reflection import snapshot_reflection as capture
+            else:
+                from mcpgen.snapshot.etcd import snapshot_etcd as capture
+        except ImportError:  # still being built (issue 4)
+            raise UserError(
+                f"snapshots of {scheme}:// are not available in this version of mcpgen",
+                hint="export a descriptor set or registry snapshot another way meanwhile",
+            ) from None
+        return capture(rest, options, warnings)
     raise UserError(
         f"unknown snapshot scheme {scheme!r} in {source!r}",
         hint="use grpc://HOST:PORT or etcd://HOST:PORT[,HOST:PORT]",
