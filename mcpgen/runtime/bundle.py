@@ -37,6 +37,7 @@ class GrpcMethod:
     service: str
     input_class: type[Message]
     output_class: type[Message]
+    nodes: tuple[str, ...] = ()  # a go-micro gRPC server's registered nodes
 
     @property
     def input_descriptor(self) -> Descriptor:
@@ -109,6 +110,7 @@ class Bundle:
                 service=route["service"],
                 input_class=message_factory.GetMessageClass(method.input_type),
                 output_class=message_factory.GetMessageClass(method.output_type),
+                nodes=tuple(route.get("nodes", ())),
             )
             self._methods[tool] = found
         return found

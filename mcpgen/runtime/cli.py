@@ -139,7 +139,7 @@ def run_server(folder: Path, identity: ServerIdentity, **flags: Any) -> None:
     if any(route["kind"] == "go-micro" for route in bundle.routes.values()):
         from mcpgen.runtime.mucp_backend import MucpBackends
 
-        micro = MucpBackends(overrides=config.services)  # --backend users=HOST:PORT
+        micro = MucpBackends(config)  # --backend users=HOST:PORT replaces the nodes
     unknown = set(_pairs("--tool-timeout", flags["tool_timeouts"], float)) - set(bundle.by_name)
     if unknown:
         raise UserError(f"--tool-timeout names unknown tools: {', '.join(sorted(unknown))}")

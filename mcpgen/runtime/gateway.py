@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 STREAM_KEY = "messages"
 TRACE_HEADER = "mcp-trace-id"
+TOOL_HEADER = "mcp-tool-name"  # go-micro's gateway tells services which tool called them
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 
 #: Called with each message of a server stream (its protojson) as it arrives.
@@ -128,8 +129,9 @@ class Gateway:
             if method.streaming == "server":
                 return await self._collect(method, request, timeout, metadata, context)
             response = await self.backends.unary(
-                method.service, method.path, request, method.output_class, timeout, metadata
-            )
+                method.service, method.path, request, method.output_class, timeout, metadata,
+                method.nodes,
+            )  # fmt: skip
         except grpc.aio.AioRpcError as error:
             raise BackendError.from_rpc_error(error) from None
         except NoBackend as error:
@@ -159,14 +161,17 @@ class Gateway:
             if problems:
                 raise InvalidArguments(problems)
             body = arguments
-        answer = await self.micro.call(
-            route["service"],
-            route["endpoint"],
-            route.get("nodes", []),
-            body,
-            self.options.tool_timeouts.get(name, self.options.timeout),
-            self.metadata(context),
-        )
+        try:
+            answer = await self.micro.call(
+                route["service"],
+                route["endpoint"],
+                route.get("nodes", []),
+                body,
+                self.options.tool_timeouts.get(name, self.options.timeout),
+                [*self.metadata(context), (TOOL_HEADER, name)],
+            )
+        except NoBackend as error:
+            raise BackendError(grpc.StatusCode.UNAVAILABLE, str(error)) from None
         if output_class is not None:
             message = output_class()
             try:
@@ -194,8 +199,9 @@ class Gateway:
         truncated = False
         limit = self.options.max_stream_messages
         stream = self.backends.server_stream(
-            method.service, method.path, request, method.output_class, timeout, metadata
-        )
+            method.service, method.path, request, method.output_class, timeout, metadata,
+            method.nodes,
+        )  # fmt: skip
         try:
             async for message in stream:
                 document = response_json(message)

@@ -66,7 +66,12 @@ class BackendConfig:
         return config
 
     def target_for(self, service: str) -> str | None:
-        """The target of a service (full name), by the most specific selector that matches."""
+        """The target of a service (full name): its most specific selector, else the default."""
+        override = self.override_for(service)
+        return self.default if override is None else override
+
+    def override_for(self, service: str) -> str | None:
+        """The target the most specific `SERVICE=TARGET` selector gives a service, if any."""
         best: tuple[int, str] | None = None
         simple = service.rsplit(".", 1)[-1].lower()
         for selector, target in self.services.items():
@@ -81,7 +86,7 @@ class BackendConfig:
             key = (rank * 1000 + len(selector), target)
             if best is None or key[0] > best[0]:
                 best = key
-        return best[1] if best else self.default
+        return best[1] if best else None
 
     def credentials(self) -> grpc.ChannelCredentials | None:
         if not (self.tls or self.ca or self.cert):
@@ -115,9 +120,20 @@ class GrpcBackends:
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._unary: dict[tuple[str, str], Any] = {}
         self._stream: dict[tuple[str, str], Any] = {}
+        self._turns: dict[str, int] = {}  # round robin over a route's nodes
 
-    def channel(self, service: str) -> tuple[str, grpc.aio.Channel]:
-        target = self.config.target_for(service)
+    def _target(self, service: str, nodes: Sequence[str]) -> str | None:
+        """A selector's target, else the route's own nodes in turn (go-micro gRPC servers
+        from a registry snapshot), else the default."""
+        override = self.config.override_for(service)
+        if override is not None or not nodes:
+            return override if override is not None else self.config.default
+        turn = self._turns.get(service, 0)
+        self._turns[service] = turn + 1
+        return nodes[turn % len(nodes)]
+
+    def channel(self, service: str, nodes: Sequence[str] = ()) -> tuple[str, grpc.aio.Channel]:
+        target = self._target(service, nodes)
         if target is None:
             raise NoBackend(
                 f"no backend is configured for {service}; start the server with "
@@ -140,8 +156,9 @@ class GrpcBackends:
         output: type[Message],
         timeout: float,
         metadata: Sequence[tuple[str, str]],
+        nodes: Sequence[str] = (),
     ) -> Message:
-        target, channel = self.channel(service)
+        target, channel = self.channel(service, nodes)
         call = self._unary.get((target, path))
         if call is None:
             call = channel.unary_unary(
@@ -160,9 +177,10 @@ class GrpcBackends:
         output: type[Message],
         timeout: float,
         metadata: Sequence[tuple[str, str]],
+        nodes: Sequence[str] = (),
     ) -> AsyncIterator[Message]:
         """The messages of a server-streaming call; closing the iterator cancels the call."""
-        target, channel = self.channel(service)
+        target, channel = self.channel(service, nodes)
         method = self._stream.get((target, path))
         if method is None:
             method = channel.unary_stream(

@@ -1,0 +1,203 @@
+"""Forwarding to go-micro services over mucp, as go-micro's HTTP transport speaks it.
+
+A call is `POST /` to one node of the service with the `Micro-*` headers, a `Timeout` (the
+remaining deadline in nanoseconds, which the service enforces on its side) and the call's
+metadata as plain headers (`Mcp-Trace-Id`, `Mcp-Tool-Name`, `traceparent`, forwarded headers).
+The answer is always HTTP 200: the JSON response as the body, or an empty body and a
+`Micro-Error` header holding go-micro's error JSON (`{"id", "code", "detail", "status"}`) or
+plain text.
+
+Where a call goes: `--backend SERVICE=HOST:PORT` (the registry name, as for gRPC services)
+replaces the snapshot's nodes; otherwise the nodes the snapshot lists, round robin; a service
+the snapshot lists no nodes for takes the default `--backend HOST:PORT`. A node that refuses the
+connection (nothing was sent) is skipped for the next one; any other failure ends the call,
+since a request that reached a service may have had effects.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+import httpx
+
+from mcpgen.runtime.grpc_backend import BackendConfig, NoBackend
+from mcpgen.runtime.status import BackendError
+
+#: go-micro error codes (HTTP statuses) → the gRPC codes the gateway reports failures in.
+MICRO_CODES = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    401: grpc.StatusCode.UNAUTHENTICATED,
+    403: grpc.StatusCode.PERMISSION_DENIED,
+    404: grpc.StatusCode.NOT_FOUND,
+    405: grpc.StatusCode.UNIMPLEMENTED,
+    408: grpc.StatusCode.DEADLINE_EXCEEDED,
+    409: grpc.StatusCode.ALREADY_EXISTS,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    499: grpc.StatusCode.CANCELLED,
+    500: grpc.StatusCode.INTERNAL,
+    501: grpc.StatusCode.UNIMPLEMENTED,
+    502: grpc.StatusCode.UNAVAILABLE,
+    503: grpc.StatusCode.UNAVAILABLE,
+    504: grpc.StatusCode.DEADLINE_EXCEEDED,
+}
+
+
+def micro_error(where: str, header: str) -> BackendError:
+    """A `Micro-Error` header as a BackendError whose text keeps go-micro's code and detail."""
+    try:
+        document = json.loads(header)
+    except ValueError:
+        document = None
+    if not isinstance(document, dict):  # plain text, as errors.New in a handler gives
+        return BackendError(grpc.StatusCode.UNKNOWN, header, [f"go-micro error from {where}"])
+    raw_code = document.get("code")
+    code = raw_code if isinstance(raw_code, int) and not isinstance(raw_code, bool) else 0
+    detail = str(document.get("detail") or "")
+    status = str(document.get("status") or "")
+    origin = f" (id {document['id']})" if document.get("id") else ""
+    line = " ".join(p for p in ("go-micro error", str(code) if code else "", status) if p)
+    return BackendError(
+        MICRO_CODES.get(code, grpc.StatusCode.UNKNOWN),
+        detail or status or header,
+        [f"{line} from {where}{origin}"],
+        [{"@type": "go-micro/errors.Error", **document}],
+    )
+
+
+def _header_name(name: str) -> str:
+    """`mcp-trace-id` → `Mcp-Trace-Id`: the canonical form Go gives header names anyway."""
+    return "-".join(part[:1].upper() + part[1:] for part in name.split("-"))
+
+
+class MucpBackends:
+    """One pooled HTTP client for every go-micro service, and a round-robin turn per service."""
+
+    def __init__(self, config: BackendConfig | None = None) -> None:
+        self.config = config or BackendConfig()
+        self._scheme = "https" if (self.config.tls or self.config.ca) else "http"
+        self._client: httpx.AsyncClient | None = None
+        self._turns: dict[str, int] = {}
+
+    def _tls(self) -> ssl.SSLContext | bool:
+        if self._scheme == "http":
+            return False
+        context = ssl.create_default_context(cafile=self.config.ca)
+        if self.config.cert:
+            context.load_cert_chain(self.config.cert, self.config.key)
+        return context
+
+    def client(self) -> httpx.AsyncClient:
+        """Created on first use, inside the serving event loop."""
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                verify=self._tls(),
+                trust_env=False,  # service addresses are internal: no proxy from the environment
+                limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+            )
+        return self._client
+
+    def nodes(self, service: str, registered: Sequence[str]) -> list[str]:
+        """The addresses to try for one call, starting with this call's round-robin turn."""
+        override = self.config.override_for(service)
+        if override is not None:
+            return [override]
+        if not registered:
+            if self.config.default is None:
+                raise NoBackend(
+                    f"the snapshot lists no nodes for the go-micro service {service}; start the "
+                    f"server with --backend {service}=HOST:PORT"
+                )
+            return [self.config.default]
+        turn = self._turns.get(service, 0)
+        self._turns[service] = turn + 1
+        start = turn % len(registered)
+        return [*registered[start:], *registered[:start]]
+
+    def _url(self, address: str) -> str:
+        return address if "://" in address else f"{self._scheme}://{address}/"
+
+    async def call(
+        self,
+        service: str,
+        endpoint: str,
+        registered: Sequence[str],
+        body: Any,
+        timeout: float,
+        metadata: Sequence[tuple[str, str]],
+    ) -> Any:
+        """The JSON a go-micro endpoint answers with. Raises BackendError or NoBackend."""
+        where = f"{service} {endpoint}"
+        headers = {_header_name(name): value for name, value in metadata}
+        headers |= {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "Micro-Service": service,
+            "Micro-Endpoint": endpoint,
+            "Micro-Method": endpoint,
+            "Micro-Id": str(uuid.uuid4()),
+        }
+        content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        deadline = time.monotonic() + timeout
+        refused: list[str] = []
+        for address in self.nodes(service, registered):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            headers["Timeout"] = str(int(remaining * 1e9))
+            try:
+                response = await self.client().post(
+                    self._url(address), content=content, headers=headers, timeout=remaining
+                )
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                refused.append(f"{address}: {exc or type(exc).__name__}")
+                continue  # nothing reached the service: the next node may take it
+            except httpx.TimeoutException:
+                raise BackendError(
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    f"{where} did not answer within {timeout:g} s (node {address})",
+                ) from None
+            except httpx.HTTPError as exc:
+                raise BackendError(
+                    grpc.StatusCode.UNAVAILABLE, f"{where} failed at node {address}: {exc}"
+                ) from None
+            return _answer(where, address, response)
+        if refused:
+            raise BackendError(
+                grpc.StatusCode.UNAVAILABLE,
+                f"no node of {service} accepted the call: " + "; ".join(refused),
+            )
+        raise BackendError(
+            grpc.StatusCode.DEADLINE_EXCEEDED, f"{where} did not answer within {timeout:g} s"
+        )
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
+def _answer(where: str, address: str, response: httpx.Response) -> Any:
+    error = response.headers.get("micro-error")
+    if error:
+        raise micro_error(where, error)
+    if response.status_code != 200:
+        raise BackendError(
+            grpc.StatusCode.UNAVAILABLE,
+            f"node {address} of {where} answered HTTP {response.status_code}, not mucp: "
+            f"{response.text[:200]}",
+        )
+    if not response.content.strip():
+        return {}
+    try:
+        return response.json()
+    except ValueError:
+        raise BackendError(
+            grpc.StatusCode.INTERNAL,
+            f"{where} answered with a body that is not JSON: {response.text[:200]!r}",
+        ) from None
