@@ -123,8 +123,10 @@ def serve(bundle: Path, **flags: Any) -> None:
 @main.command("snapshot")
 @click.argument("source")
 @click.option("-o", "--out", required=True, metavar="FILE", help="File to write (.binpb or .json).")
-@click.option("--tls", is_flag=True, help="grpc: connect with TLS (system roots unless --ca).")
-@click.option("--ca", default=None, metavar="FILE", help="grpc: PEM roots (implies --tls).")
+@click.option(
+    "--tls", is_flag=True, help="grpc, etcd: connect with TLS (system roots unless --ca)."
+)
+@click.option("--ca", default=None, metavar="FILE", help="grpc, etcd: PEM roots (implies --tls).")
 @click.option(
     "--service", "services", multiple=True, metavar="NAME",
     help="grpc: capture only this service (full name; repeatable).",

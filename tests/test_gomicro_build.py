@@ -292,3 +292,27 @@ def test_hostile_names_are_sanitized_or_refused(tmp_path):
     snapshot.write_text(json.dumps(services))
     with pytest.raises(UserError, match=r"is not `Handler\.Method`"):
         build(snapshot)
+
+
+def test_empty_and_undescribed_structs_are_open_objects(tmp_path):
+    empty = {"name": "PingRequest", "type": "PingRequest", "values": None}
+    fields = [{"name": "n", "type": "uint32", "values": None},
+              {"name": "big", "type": "uint64", "values": None}]  # fmt: skip
+    snapshot = tmp_path / "ping.json"
+    snapshot.write_text(json.dumps([{
+        "name": "billing", "version": "latest", "metadata": None, "nodes": None,
+        "endpoints": [
+            {"name": "Health.Ping", "request": empty, "response": None, "metadata": None},
+            {"name": "Health.Count", "request": {"name": "C", "type": "C", "values": fields},
+             "response": {**empty, "name": "CountResponse"}, "metadata": None},
+        ],
+    }]))  # fmt: skip
+    manifest, warnings, _ = build(snapshot)
+    ping = tool(manifest, "Health_Ping")
+    assert ping["inputSchema"] == {"type": "object", "properties": {}}  # not `{"value": ...}`
+    assert ping["outputSchema"] == {"type": "object"}
+    count = tool(manifest, "Health_Count")
+    assert count["inputSchema"]["properties"]["n"] == {"type": "integer", "minimum": 0}
+    assert count["inputSchema"]["properties"]["big"] == {"type": "integer", "minimum": 0}
+    assert count["outputSchema"] == {"type": "object"}
+    assert any("'billing' has no nodes" in w for w in warnings)

@@ -92,11 +92,13 @@ class RegistrySchemas:
         return self._root(tree, output=True)
 
     def _root(self, tree: ValueTree | None, output: bool) -> dict[str, Any]:
-        if tree is None:
-            return {"type": "object"}
-        schema = self._value(tree, output, ())
-        if schema.get("type") != "object":  # tool schemas have object roots
-            return {"type": "object", "properties": {"value": schema}}
+        schema = {"type": "object"} if tree is None else self._value(tree, output, ())
+        if "type" not in schema:  # a handler's request and response are structs, even empty
+            schema = {"type": "object"}
+        elif schema["type"] != "object":  # tool schemas have object roots
+            schema = {"type": "object", "properties": {"value": schema}}
+        if not output:  # clients want input roots with properties, even none
+            schema.setdefault("properties", {})
         return schema
 
     def _value(self, tree: ValueTree, output: bool, path: tuple[str, ...]) -> dict[str, Any]:
@@ -133,12 +135,13 @@ class RegistrySchemas:
             return {"type": "string"}
         if go == "bool":
             return {"type": "boolean"}
+        unsigned = {"minimum": 0} if go.startswith("uint") and not output else {}
         if go in _INTEGERS_32:
-            return {"type": "integer"}
+            return {"type": "integer", **unsigned}
         if go in _INTEGERS_64:
             if output:  # protojson writes them as strings, encoding/json as numbers
                 return {"type": ["integer", "string"], "pattern": "^-?[0-9]+$"}
-            return {"type": "integer"}  # what both encoding/json and protojson decode
+            return {"type": "integer", **unsigned}  # what encoding/json and protojson decode
         if go in _FLOATS:
             if output:
                 return {"type": ["number", "string"]}  # protojson's "NaN", "Infinity"
