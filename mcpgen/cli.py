@@ -139,7 +139,13 @@ def serve(bundle: Path, **flags: Any) -> None:
     "--prefix", default="/micro/registry/", show_default=True,
     help="etcd: the key prefix of go-micro's registry.",
 )  # fmt: skip
-@click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds per request.")
+@click.option(
+    "--timeout",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="grpc: deadline of the whole capture; etcd: of each request (seconds).",
+)
 @_guarded
 def snapshot(
     source: str,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import sys
 import uuid
 from collections.abc import Iterator
 from concurrent import futures
@@ -20,7 +21,7 @@ import grpc
 import httpx
 import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
-from mcp import Client
+from mcp import Client, StdioServerParameters
 
 from fixtures.mucp_node import MucpNode
 from mcpgen.build import build
@@ -309,3 +310,29 @@ async def test_go_micro_grpc_server_is_reached_at_its_registered_nodes(tmp_path,
     assert not fetched.is_error, fetched.content[0].text
     assert fetched.structured_content["user"] == {"id": "u-7", "name": "G", "spentCents": "5"}
     assert seen and seen[0].startswith("Get ")
+
+
+# ---- hostile text reaches clients verbatim and runs nothing -----------------------------------
+
+HOSTILE = "\"'\n{{ 7*7 }} {% import os %} __import__('os').system('touch PWNED') \\ \u2028 ü"
+
+
+async def test_hostile_registry_text_reaches_clients_verbatim(tmp_path, nodes):
+    services = json.loads(snapshot_with(tmp_path, {"users": [nodes["users"].address]}).read_text())
+    create = next(e for e in services[0]["endpoints"] if e["name"] == "Users.Create")
+    create["metadata"]["description"] = HOSTILE
+    create["request"]["values"].append({"name": HOSTILE, "type": "string", "values": None})
+    snapshot = tmp_path / "hostile.json"
+    snapshot.write_text(json.dumps(services))
+    bundle = bundle_of(tmp_path, snapshot)
+    params = StdioServerParameters(
+        command=sys.executable, args=[str(bundle / "server.py")], cwd=str(tmp_path)
+    )
+    async with Client(params, mode="legacy") as client:
+        listed = {t.name: t for t in (await client.list_tools()).tools}
+        result = await client.call_tool("Users_Create", {"name": "E", HOSTILE: HOSTILE})
+    assert listed["Users_Create"].description == HOSTILE
+    assert HOSTILE in listed["Users_Create"].input_schema["properties"]
+    assert not result.is_error, result.content[0].text
+    assert nodes["users"].received[-1].body == {"name": "E", HOSTILE: HOSTILE}
+    assert not (tmp_path / "PWNED").exists()

@@ -24,7 +24,7 @@ class SnapshotOptions:
     services: list[str] = field(default_factory=list)  # grpc: only these (full names)
     headers: list[tuple[str, str]] = field(default_factory=list)  # grpc: metadata, e.g. auth
     prefix: str = "/micro/registry/"  # etcd: where go-micro keeps its registry
-    timeout: float = 10.0  # seconds, per network operation
+    timeout: float = 10.0  # seconds: grpc, the whole capture; etcd, each request
 
 
 @dataclass(slots=True)
@@ -42,16 +42,10 @@ def take(source: str, options: SnapshotOptions, warnings: Warnings) -> SnapshotR
             hint="use grpc://HOST:PORT (server reflection) or etcd://HOST:PORT (go-micro registry)",
         )
     if scheme in ("grpc", "etcd"):
-        try:
-            if scheme == "grpc":
-                from mcpgen.snapshot.reflection import snapshot_reflection as capture
-            else:
-                from mcpgen.snapshot.etcd import snapshot_etcd as capture
-        except ImportError:  # still being built (issue 4)
-            raise UserError(
-                f"snapshots of {scheme}:// are not available in this version of mcpgen",
-                hint="export a descriptor set or registry snapshot another way meanwhile",
-            ) from None
+        if scheme == "grpc":
+            from mcpgen.snapshot.reflection import snapshot_reflection as capture
+        else:
+            from mcpgen.snapshot.etcd import snapshot_etcd as capture
         return capture(rest, options, warnings)
     raise UserError(
         f"unknown snapshot scheme {scheme!r} in {source!r}",
