@@ -35,8 +35,9 @@ class BuildResult:
 
     @property
     def skipped(self) -> int:
+        """RPCs and endpoints the build found but made no tool of (each named in a warning)."""
         total = sum(len(s.methods) for s in self.catalog.services)
-        return total - len(self.tools)
+        return total - len(self.tools) + len(self.catalog.skipped)
 
 
 def _render_share(catalog: Catalog, config: Config, share: list[PlannedTool]) -> list[ToolJson]:

@@ -73,7 +73,7 @@ def build(
     if not quiet:
         click.echo(
             f"mcpgen: {len(result.tools)} tools from {result.services} services "
-            f"→ {_shown(result.out)}/ ({result.skipped} RPCs skipped, {result.seconds:.2f} s)",
+            f"→ {_shown(result.out)}/ ({result.skipped} skipped, {result.seconds:.2f} s)",
             err=True,
         )
 

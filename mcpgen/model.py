@@ -241,3 +241,4 @@ class Catalog:
     enums: dict[str, Enum] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
     descriptor_files: list[descriptor_pb2.FileDescriptorProto] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # what a source found but cannot serve

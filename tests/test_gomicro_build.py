@@ -44,6 +44,7 @@ def test_example_snapshot_builds_its_tools():
     skipped = next(w for w in warnings if "not callable" in w)
     assert "orders Orders.Watch (a streaming endpoint)" in skipped
     assert "orders Events.Handle (a message subscriber" in skipped
+    assert result.skipped == 2  # counted in the build's summary line too
     create = tool(manifest, "Users_Create")
     assert create["description"].startswith("Create a new user account.")
     assert create["inputSchema"]["examples"] == [

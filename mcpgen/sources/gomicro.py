@@ -302,7 +302,9 @@ def registry_catalog(
             "describe): " + ", ".join(unreachable) + "; add the services' .proto files to the build"
         )
     kept = [s for s in proto.services if s.full_name not in bound]
-    return replace(proto, services=[*kept, *out_services])
+    return replace(
+        proto, services=[*kept, *out_services], skipped=[*proto.skipped, *skipped, *unreachable]
+    )
 
 
 def _choose_proto(
