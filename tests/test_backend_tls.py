@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 from concurrent import futures
 from pathlib import Path
 
 import grpc
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from mcpgen.errors import UserError
 from mcpgen.runtime.grpc_backend import BackendConfig, GrpcBackends
+from tests.pki import make_pki
 
 pytestmark = pytest.mark.anyio
 
@@ -26,54 +21,9 @@ def anyio_backend():
     return "asyncio"
 
 
-def _cert(name: str, key, issuer_name, issuer_key, ca: bool = False) -> x509.Certificate:
-    now = dt.datetime.now(dt.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-        .issuer_name(issuer_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if not ca:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
-def _pem(obj) -> bytes:
-    if isinstance(obj, x509.Certificate):
-        return obj.public_bytes(serialization.Encoding.PEM)
-    return obj.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("pki")
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
-    ca = _cert("test CA", ca_key, ca_name, ca_key, ca=True)
-    files = {"ca": _pem(ca)}
-    for role in ("server", "client"):
-        key = ec.generate_private_key(ec.SECP256R1())
-        files[role] = _pem(_cert(role, key, ca_name, ca_key))
-        files[f"{role}-key"] = _pem(key)
-    paths = {}
-    for name, data in files.items():
-        paths[name] = folder / f"{name}.pem"
-        paths[name].write_bytes(data)
-    return paths
+    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 def _server(pki: dict[str, Path], require_client: bool) -> tuple[grpc.Server, int]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import ssl
 import sys
 import uuid
 from collections.abc import Iterator
@@ -33,6 +34,7 @@ from mcpgen.runtime.grpc_backend import BackendConfig, GrpcBackends
 from mcpgen.runtime.mucp_backend import MucpBackends, micro_error
 from mcpgen.runtime.server import McpFrontend
 from tests.conftest import FIXTURES, HttpGateway, free_port
+from tests.pki import make_pki
 
 pytestmark = pytest.mark.anyio
 REGISTRY = FIXTURES / "registry"
@@ -336,3 +338,24 @@ async def test_hostile_registry_text_reaches_clients_verbatim(tmp_path, nodes):
     assert not result.is_error, result.content[0].text
     assert nodes["users"].received[-1].body == {"name": "E", HOSTILE: HOSTILE}
     assert not (tmp_path / "PWNED").exists()
+
+
+async def test_mucp_over_tls_with_a_private_ca(tmp_path):
+    pki = make_pki(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(pki["server"], pki["server-key"])
+    node = MucpNode("secure", tls=context).start()
+    try:
+        bundle = bundle_of(tmp_path, snapshot_with(tmp_path, {"users": [node.address]}))
+        config = BackendConfig.parse([], tls=True, ca=str(pki["ca"]))
+        plain = frontend(bundle)
+        secure = Gateway(Bundle(bundle), GrpcBackends(config), micro=MucpBackends(config))
+        async with Client(plain.server, mode="legacy") as client:
+            refused = await client.call_tool("Users_Delete", {"id": "u-1"})
+        async with Client(McpFrontend(secure, "m", "1").server, mode="legacy") as client:
+            deleted = await client.call_tool("Users_Delete", {"id": "u-1"})
+    finally:
+        node.stop()
+    assert refused.is_error  # plain HTTP to an HTTPS node
+    assert not deleted.is_error, deleted.content[0].text
+    assert [r.headers["micro-endpoint"] for r in node.received] == ["Users.Delete"]

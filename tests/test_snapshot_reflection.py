@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import json
 import threading
 from collections import Counter
@@ -15,16 +13,13 @@ from typing import Any
 
 import grpc
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from mcpgen.errors import UserError, Warnings
 from mcpgen.snapshot import SnapshotOptions, take
 from tests.conftest import PROTOS, free_port, protoc_descriptor_set, run_cli, run_mcpgen
+from tests.pki import make_pki
 
 FIXTURE_FILES = [
     "acme/legacy/v1/legacy.proto",
@@ -319,36 +314,10 @@ def test_headers_reach_a_server_that_requires_a_token(serve, tmp_path):
     assert services_in(written(out)) == FIXTURE_SERVICES
 
 
-def _certificate(subject: str, key: Any, issuer: x509.Name, issuer_key: Any, ca: bool) -> bytes:
-    now = dt.datetime.now(dt.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-        .issuer_name(issuer)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if not ca:
-        address = x509.IPAddress(ipaddress.ip_address("127.0.0.1"))
-        builder = builder.add_extension(x509.SubjectAlternativeName([address]), critical=False)
-    return builder.sign(issuer_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
-
-
 def test_tls_with_a_private_ca(serve, tmp_path):
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    server_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
-    ca = tmp_path / "ca.pem"
-    ca.write_bytes(_certificate("test CA", ca_key, ca_name, ca_key, ca=True))
-    key_pem = server_key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    chain = _certificate("server", server_key, ca_name, ca_key, ca=False)
+    pki = make_pki(tmp_path)
+    ca = pki["ca"]
+    key_pem, chain = pki["server-key"].read_bytes(), pki["server"].read_bytes()
     server = serve(credentials=grpc.ssl_server_credentials([(key_pem, chain)]))
     out = tmp_path / "snap.binpb"
     plain = snapshot(server.source, out)

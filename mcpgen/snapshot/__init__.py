@@ -67,3 +67,8 @@ def write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def counted(n: int, noun: str) -> str:
+    """`1 service`, `3 services`: the figures of a snapshot's summary line."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from mcpgen.errors import Problem, UserError, Warnings
-from mcpgen.snapshot import SnapshotOptions, SnapshotResult, write_atomic
+from mcpgen.snapshot import SnapshotOptions, SnapshotResult, counted, write_atomic
 from mcpgen.sources.gomicro import MAX_TREE_DEPTH
 
 #: Keys asked for per range request; the revision is pinned, so pages agree with each other.
@@ -82,9 +82,9 @@ def snapshot_etcd(endpoints: str, options: SnapshotOptions, warnings: Warnings) 
     text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
     write_atomic(options.out, text.encode("utf-8"))
     counts = [
-        _count(len(services), "service"),
-        _count(sum(len(s.nodes) for s in services), "node"),
-        _count(sum(len(s.endpoints) for s in services), "endpoint"),
+        counted(len(services), "service"),
+        counted(sum(len(s.nodes) for s in services), "node"),
+        counted(sum(len(s.endpoints) for s in services), "endpoint"),
     ]
     return SnapshotResult(out=options.out, summary=", ".join(counts))
 
@@ -366,7 +366,3 @@ def _service_json(service: _Service) -> dict[str, Any]:
         "endpoints": endpoints or None,
         "nodes": nodes or None,
     }
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" + ("" if n == 1 else "s")

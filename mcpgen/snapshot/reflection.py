@@ -23,7 +23,7 @@ from google.protobuf.message import DecodeError
 from grpc_reflection.v1alpha import reflection_pb2
 
 from mcpgen.errors import UserError, Warnings
-from mcpgen.snapshot import SnapshotOptions, SnapshotResult, write_atomic
+from mcpgen.snapshot import SnapshotOptions, SnapshotResult, counted, write_atomic
 
 REFLECTION_SERVICES = (
     "grpc.reflection.v1.ServerReflection",
@@ -69,7 +69,7 @@ def snapshot_reflection(
     write_atomic(options.out, data)
     return SnapshotResult(
         out=options.out,
-        summary=f"{_count(len(services), 'service')}, {_count(len(ordered), 'file')}",
+        summary=f"{counted(len(services), 'service')}, {counted(len(ordered), 'file')}",
     )
 
 
@@ -328,7 +328,3 @@ def _dependencies_first(
         cycle = sorted(name for name, imports in waiting.items() if imports)
         raise UserError(f"{target} sent files that import each other: {', '.join(cycle)}")
     return ordered
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
