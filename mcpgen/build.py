@@ -10,6 +10,7 @@ from mcpgen.config import Config
 from mcpgen.emit import Chunks, ToolJson, bundle_files, write_bundle
 from mcpgen.errors import Warnings
 from mcpgen.model import Catalog
+from mcpgen.progress import Progress
 from mcpgen.schema import SchemaRenderer
 from mcpgen.sources import load_catalog
 from mcpgen.tools import PlannedTool, plan_tools, render_tool
@@ -40,7 +41,9 @@ class BuildResult:
         return total - len(self.tools) + len(self.catalog.skipped)
 
 
-def _render_share(catalog: Catalog, config: Config, share: list[PlannedTool]) -> list[ToolJson]:
+def _render_share(
+    catalog: Catalog, config: Config, share: list[PlannedTool], progress: Progress
+) -> list[ToolJson]:
     """Render, check and serialize tools.
 
     Serialized per tool, so that the manifest frame can be written around any set of tools.
@@ -52,29 +55,58 @@ def _render_share(catalog: Catalog, config: Config, share: list[PlannedTool]) ->
         recursion_depth=config.recursion_depth,
         portable_max_nodes=config.portable_max_nodes,
     )
-    specs = [render_tool(p, config, renderer) for p in share]
-    validate_tools(specs, portable_inputs=config.schema_profile == "portable")
+    specs = []
+    for planned in share:
+        specs.append(render_tool(planned, config, renderer))
+        progress.count("tools rendered", len(specs), len(share))
+    progress.stage(f"checking {len(specs):,} tools")
+    validate_tools(
+        specs,
+        portable_inputs=config.schema_profile == "portable",
+        profile=config.profile,
+        server_name=config.server_name,
+    )
     return [ToolJson.of(spec) for spec in specs]
 
 
-def compile_bundle(config: Config, warnings: Warnings | None = None) -> BuildResult:
+def compile_bundle(
+    config: Config, warnings: Warnings | None = None, progress: Progress | None = None
+) -> BuildResult:
     """Run every stage in memory; nothing is written."""
     started = time.perf_counter()
     warnings = warnings or Warnings()
+    progress = progress or Progress.silent()
+    progress.stage(f"compiling {len(config.sources)} source(s)")
     catalog = load_catalog(config.sources, config.import_paths, warnings)
+    progress.stage(f"{len(catalog.files):,} files compiled")
     planned = plan_tools(catalog, config, warnings)
-    tools = _render_share(catalog, config, planned)
+    tools = _render_share(catalog, config, planned, progress)
+    if config.models:
+        progress.stage(f"generating models.py for {len(tools):,} tools")
+    files = bundle_files(
+        tools,
+        catalog,
+        config.server_name,
+        config.server_version,
+        models=config.models,
+        profile=config.profile,
+    )
     return BuildResult(
         catalog=catalog,
         tools=tools,
-        files=bundle_files(tools, catalog, config.server_name, config.server_version),
+        files=files,
         out=Path(config.out),
         seconds=time.perf_counter() - started,
         warnings=warnings,
     )
 
 
-def build(config: Config, warnings: Warnings | None = None) -> BuildResult:
-    result = compile_bundle(config, warnings)
+def build(
+    config: Config, warnings: Warnings | None = None, progress: Progress | None = None
+) -> BuildResult:
+    progress = progress or Progress.silent()
+    result = compile_bundle(config, warnings, progress)
+    progress.stage(f"writing {len(result.files)} files")
     write_bundle(result.out, result.files)
+    progress.clear()
     return result

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
 from mcpgen import __version__
-from mcpgen.config import load_config
+from mcpgen.config import CLIENT_PROFILES, Config, load_config
+from mcpgen.diff import command as diff_command
 from mcpgen.errors import UserError, Warnings
 from mcpgen.errors import guarded as _guarded
+from mcpgen.lint import command as lint_command
+from mcpgen.progress import Progress
 from mcpgen.runtime.cli import ServerIdentity, run_server, server_options
 
 
@@ -21,61 +26,101 @@ def main() -> None:
     """Compile service definitions into validated MCP tool bundles."""
 
 
-@main.command()
-@click.argument("sources", nargs=-1)
-@click.option(
-    "-I",
-    "--import-path",
-    "import_paths",
-    multiple=True,
-    metavar="DIR",
-    help="Folder that imports are relative to (repeatable).",
-)
-@click.option(
-    "-o",
-    "--out",
-    default=None,
-    metavar="OUT",
-    help="Bundle folder to write (default: mcp_bundle, or `out` in the config).",
-)
-@click.option(
-    "--config",
-    "config_file",
-    default=None,
-    metavar="FILE",
-    help="Config file (default: ./mcpgen.toml, or [tool.mcpgen] in ./pyproject.toml).",
-)
-@click.option("-q", "--quiet", is_flag=True, help="Print errors only.")
-@_guarded
-def build(
+def build_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The arguments of `build`, shared by `check` so both read the same inputs and config."""
+    options = [
+        click.argument("sources", nargs=-1),
+        click.option("-I", "--import-path", "import_paths", multiple=True, metavar="DIR",
+                     help="Folder that imports are relative to (repeatable)."),
+        click.option("-o", "--out", default=None, metavar="OUT",
+                     help="Bundle folder (default: mcp_bundle, or `out` in the config)."),
+        click.option("--config", "config_file", default=None, metavar="FILE",
+                     help="Config file (default: ./mcpgen.toml, or [tool.mcpgen] in "
+                     "./pyproject.toml)."),
+        click.option("--profile", type=click.Choice(CLIENT_PROFILES), default=None,
+                     help="Write inputSchemas this client accepts (default: portable, which "
+                     "all major ones do)."),
+        click.option("--no-models", "no_models", is_flag=True, help="Do not write models.py."),
+        click.option("-q", "--quiet", is_flag=True, help="Print errors only."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _config(
     sources: tuple[str, ...],
     import_paths: tuple[str, ...],
     out: str | None,
     config_file: str | None,
-    quiet: bool,
-) -> None:
-    """Build SOURCES (.proto files, folders, descriptor sets) into an MCP tool bundle."""
-    from mcpgen.build import build as run_build
-
+    profile: str | None,
+    no_models: bool,
+) -> Config:
+    """The config file's settings, with the command line's on top."""
     config = load_config(config_file)
     if sources:
         config.sources = list(sources)
     config.import_paths = list(import_paths) + config.import_paths
     if out is not None:
         config.out = out
+    if profile is not None:
+        config.profile = profile
+    if no_models:
+        config.models = False
+    return config
+
+
+def _print_warnings(warnings: Warnings, quiet: bool) -> None:
+    if not quiet:
+        for warning in warnings.items:
+            click.echo(f"warning: {warning}", err=True)
+
+
+@main.command()
+@build_options
+@_guarded
+def build(quiet: bool, **options: Any) -> None:
+    """Build SOURCES (.proto files, folders, descriptor sets, registry snapshots) into a bundle."""
+    from mcpgen.build import build as run_build
+
     warnings = Warnings()
+    progress = Progress(enabled=False if quiet else None)  # on a terminal only
     try:
-        result = run_build(config, warnings)
+        result = run_build(_config(**options), warnings, progress)
     finally:
-        if not quiet:
-            for warning in warnings.items:
-                click.echo(f"warning: {warning}", err=True)
+        progress.clear()
+        _print_warnings(warnings, quiet)
     if not quiet:
         click.echo(
             f"mcpgen: {len(result.tools)} tools from {result.services} services "
             f"→ {_shown(result.out)}/ ({result.skipped} skipped, {result.seconds:.2f} s)",
             err=True,
         )
+
+
+@main.command()
+@build_options
+@_guarded
+def check(quiet: bool, **options: Any) -> None:
+    """Exit 0 if OUT is exactly what `build` would write; else 1 and what differs."""
+    from mcpgen.build import compile_bundle
+    from mcpgen.check import compare, report
+
+    warnings = Warnings()
+    try:
+        result = compile_bundle(_config(**options), warnings)
+    finally:
+        _print_warnings(warnings, quiet)
+    staleness = compare(result)
+    shown = _shown(result.out)
+    if staleness.stale:
+        click.echo(report(staleness, shown), err=True)
+        click.echo(
+            "hint: run `mcpgen build` with the same arguments and commit the bundle", err=True
+        )
+        sys.exit(1)
+    if not quiet:
+        click.echo(f"mcpgen: {shown}/ is up to date ({len(result.tools)} tools)", err=True)
 
 
 @main.command("tools")
@@ -182,3 +227,7 @@ def snapshot(
         for warning in warnings.items:
             click.echo(f"warning: {warning}", err=True)
     click.echo(f"mcpgen: {result.summary} → {_shown(result.out)}", err=True)
+
+
+main.add_command(diff_command)  # commands whose logic and options live in their own modules
+main.add_command(lint_command)

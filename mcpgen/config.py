@@ -17,6 +17,8 @@ from typing import Any
 from mcpgen.errors import UserError
 
 SCHEMA_PROFILES = ("portable", "full")
+#: Clients a build can target (`--profile`): inputSchemas that client accepts, and lint rules.
+CLIENT_PROFILES = ("claude", "openai", "openai-strict", "gemini", "cursor")
 NAME_FIELDS = {"service", "method", "package", "full_service"}
 ANNOTATION_KEYS = {
     "readOnlyHint": bool,
@@ -38,6 +40,8 @@ class Config:
     descriptions: dict[str, str] = field(default_factory=dict)  # full method name -> text
     annotations: dict[str, dict[str, bool]] = field(default_factory=dict)
     schema_profile: str = "portable"
+    profile: str | None = None  # a client of CLIENT_PROFILES the inputSchemas are made for
+    models: bool = True  # write models.py
     recursion_depth: int = 3
     portable_max_nodes: int = 2000
     server_name: str = "mcpgen"  # serverInfo.name of the generated server
@@ -68,6 +72,8 @@ _KEYS: dict[str, tuple[Any, str]] = {
     "descriptions": (_string_table, "a table of full method name = description"),
     "annotations": (_annotation_table, "a table of full method name = { readOnlyHint = true }"),
     "schema_profile": (lambda v: v in SCHEMA_PROFILES, f"one of {', '.join(SCHEMA_PROFILES)}"),
+    "profile": (lambda v: v in CLIENT_PROFILES, f"one of {', '.join(CLIENT_PROFILES)}"),
+    "models": (lambda v: isinstance(v, bool), "true or false"),
     "recursion_depth": (
         lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 32,
         "an integer from 1 to 32",

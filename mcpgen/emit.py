@@ -19,14 +19,18 @@ import orjson
 from google.protobuf import descriptor_pb2
 
 from mcpgen import __version__
+from mcpgen.catalog_md import tools_markdown
 from mcpgen.errors import UserError
 from mcpgen.model import Catalog
+from mcpgen.pymodels import models_module
 from mcpgen.templating import render
 from mcpgen.tools import ToolSpec
 
 MANIFEST = "manifest.json"
 DESCRIPTORS = "descriptors.binpb"
 SERVER = "server.py"
+MODELS = "models.py"
+CATALOG = "TOOLS.md"
 MANIFEST_VERSION = 1
 
 
@@ -66,16 +70,20 @@ def _nested(json: bytes, depth: int) -> bytes:
 Chunks = list[bytes]
 
 
-def manifest_chunks(tools: list[ToolJson]) -> Chunks:
-    """The manifest, byte for byte as `to_json` would print the whole document.
+def manifest_chunks(tools: list[ToolJson], profile: str | None = None) -> Chunks:
+    """The manifest, byte for byte as `to_json` would print the whole document; `profile` is
+    the client the inputSchemas were made for (`--profile`), which the server must know.
 
     Tools arrive serialized; only the frame is written here. Chunks rather than one bytes
     object: for 12,000 tools the manifest is ~450 MB, and joining would copy it again.
     """
-    head = to_json(
-        {"manifestVersion": MANIFEST_VERSION, "generator": f"mcpgen {__version__}"},
-        newline=False,
-    )[:-2]  # drop the closing "\n}"
+    frame: dict[str, Any] = {
+        "manifestVersion": MANIFEST_VERSION,
+        "generator": f"mcpgen {__version__}",
+    }
+    if profile is not None:
+        frame["profile"] = profile
+    head = to_json(frame, newline=False)[:-2]  # drop the closing "\n}"
     routes = to_json({t.name: t.route for t in tools}, newline=False)
     chunks = [head, b',\n  "tools": ']
     if tools:
@@ -137,14 +145,19 @@ def server_module(name: str, version: str, tools: int) -> bytes:
 
 
 def bundle_files(
-    tools: list[ToolJson], catalog: Catalog, server_name: str, server_version: str | None = None
+    tools: list[ToolJson],
+    catalog: Catalog,
+    server_name: str,
+    server_version: str | None = None,
+    models: bool = True,
+    profile: str | None = None,
 ) -> dict[str, Chunks]:
-    """Every file of the bundle, by name, as the chunks to write.
+    """Every file of the bundle, by name, as the chunks to write (models.py when `models`).
 
     The server's version defaults to mcpgen's version plus a digest of the manifest, so a
     running server names the exact bundle it serves.
     """
-    manifest = manifest_chunks(tools)
+    manifest = manifest_chunks(tools, profile)
     if server_version is None:
         digest = hashlib.sha256()
         for chunk in manifest:
@@ -153,6 +166,9 @@ def bundle_files(
     files = {MANIFEST: manifest, SERVER: [server_module(server_name, server_version, len(tools))]}
     if any(t.route["kind"] == "grpc" or "request" in t.route for t in tools):
         files[DESCRIPTORS] = [descriptor_set(catalog, tools)]
+    if models:
+        files[MODELS] = [models_module(tools, catalog)]
+    files[CATALOG] = [tools_markdown(tools)]
     return files
 
 

@@ -17,6 +17,7 @@ from mcpgen.config import Config
 from mcpgen.errors import UserError, Warnings
 from mcpgen.model import Catalog, GoMicroBinding, Idempotency, Method, Service, Streaming
 from mcpgen.schema import SchemaRenderer
+from mcpgen.schema.profiles import for_profile
 from mcpgen.schema.registry import RegistrySchemas, known_structs
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -243,6 +244,8 @@ def render_tool(planned: PlannedTool, config: Config, renderer: SchemaRenderer) 
         else:
             input_schema = renderer.portable(method.input_type)
         output_schema = renderer.precise(method.output_type, output=True)
+    if config.profile is not None:
+        input_schema = for_profile(input_schema, config.profile, name)
     if method.examples:
         input_schema = {**input_schema, "examples": method.examples}
     if method.deprecated or service.deprecated:

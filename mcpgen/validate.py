@@ -15,6 +15,7 @@ import orjson
 from jsonschema import Draft202012Validator
 
 from mcpgen.errors import Problem, UserError
+from mcpgen.lint import ERROR, lint_tools
 from mcpgen.tools import NAME_PATTERN, ToolSpec
 
 _META = Draft202012Validator(Draft202012Validator.META_SCHEMA)
@@ -197,8 +198,16 @@ class RefCheck:
         ]
 
 
-def validate_tools(specs: list[ToolSpec], portable_inputs: bool) -> None:
-    """Raise a UserError listing every problem of every tool; return quietly when all is well."""
+def validate_tools(
+    specs: list[ToolSpec],
+    portable_inputs: bool,
+    profile: str | None = None,
+    server_name: str = "mcpgen",
+) -> None:
+    """Raise a UserError listing every problem of every tool; return quietly when all is well.
+
+    With a client `profile`, that client's lint rules replace the portable rules.
+    """
     problems: list[Problem] = []
     seen: set[str] = set()
     metaschema = MetaschemaCheck()
@@ -221,7 +230,7 @@ def validate_tools(specs: list[ToolSpec], portable_inputs: bool) -> None:
                 report(name, [f"/{key}: root must have type object"])
             report(name, metaschema.problems(schema, [key]))
             report(name, refs.problems(schema, [key]))
-        if portable_inputs:
+        if portable_inputs and profile is None:
             report(
                 name, portable_problems(spec.tool["inputSchema"], ["inputSchema"], portable_seen)
             )
@@ -232,3 +241,12 @@ def validate_tools(specs: list[ToolSpec], portable_inputs: bool) -> None:
             hint="this usually means an input the mapping cannot express; "
             "report it with the .proto that caused it",
         )
+    if profile is not None:
+        tools = [spec.tool for spec in specs]
+        found = [v for v in lint_tools(tools, profile, server_name, False) if v.severity == ERROR]
+        if found:
+            raise UserError(
+                f"{len(found)} tool(s) break the rules of the {profile} profile",
+                problems=[Problem(str(v)) for v in found[:50]],
+                hint="rename tools with [rename] in the config, or build for another profile",
+            )

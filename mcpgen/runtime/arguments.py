@@ -16,6 +16,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from jsonschema import ValidationError
 
+from mcpgen.runtime.validation import SchemaValidator
 from mcpgen.schema.scalars import OBJECT_WELL_KNOWN, ROOT_VALUE_KEY, WELL_KNOWN
 
 
@@ -202,6 +203,39 @@ def validate_arguments(arguments: dict[str, Any], validator: Validator) -> list[
         names = ", ".join(f"`{m}`" for m in sorted(members))
         problems[f"at {where}: {names} belong to one oneof; set only one of them"] = None
     return list(problems)
+
+
+# ---- openai-strict bundles -------------------------------------------------------------------
+
+
+def strict_arguments(arguments: dict[str, Any], validator: SchemaValidator) -> dict[str, Any]:
+    """Arguments for a tool of an `openai-strict` bundle, in the form the precise path takes.
+
+    The manifest's strict inputSchema (`validator`) is what the client was promised, so it
+    decides first: every property present, nothing else, JSON names only. Then the nulls it
+    allows for optional properties (`"type": [T, "null"]`) are dropped: they mean "not set".
+    A null elsewhere (a required NullValue field) is data and stays.
+    """
+    problems = validate_arguments(arguments, validator)
+    if problems:
+        raise InvalidArguments(problems)
+    return _without_unset(arguments, validator.schema)
+
+
+def _without_unset(value: Any, schema: dict[str, Any]) -> Any:
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [_without_unset(item, schema["items"]) for item in value]
+    properties = schema.get("properties")
+    if not isinstance(value, dict) or not isinstance(properties, dict):
+        return value
+    out = {}
+    for key, item in value.items():
+        sub = properties.get(key, {})
+        kind = sub.get("type")
+        if item is None and isinstance(kind, list) and "null" in kind:
+            continue
+        out[key] = _without_unset(item, sub)
+    return out
 
 
 # ---- the whole step --------------------------------------------------------------------------

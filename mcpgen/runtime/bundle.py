@@ -73,6 +73,8 @@ class Bundle:
             )
         self.tools: list[dict[str, Any]] = manifest["tools"]
         self.routes: dict[str, dict[str, Any]] = manifest["routes"]
+        #: the client profile the inputSchemas were built for (`mcpgen build --profile`)
+        self.profile: str | None = manifest.get("profile")
         self.by_name = {tool["name"]: tool for tool in self.tools}
         self.aliases = go_micro_aliases(self.routes)
         self._files: list[descriptor_pb2.FileDescriptorProto] = []
@@ -82,6 +84,7 @@ class Bundle:
         self._methods: dict[str, GrpcMethod] = {}
         self._input_schemas: dict[str, dict[str, Any]] = {}
         self._validators: dict[str, SchemaValidator] = {}
+        self._strict_validators: dict[str, SchemaValidator] = {}
 
     def _load_descriptors(self, path: Path) -> None:
         try:
@@ -145,6 +148,20 @@ class Bundle:
         validator = self._validators.get(tool)
         if validator is None:
             validator = self._validators[tool] = validator_for(self.input_schema(tool))
+        return validator
+
+    @property
+    def strict_inputs(self) -> bool:
+        """Built for OpenAI strict mode: arguments must match the manifest's inputSchema first
+        (see `arguments.strict_arguments`)."""
+        return self.profile == "openai-strict"
+
+    def strict_validator(self, tool: str) -> SchemaValidator:
+        """The validator of a tool's inputSchema as the manifest has it (for strict bundles)."""
+        validator = self._strict_validators.get(tool)
+        if validator is None:
+            schema = self.by_name[tool]["inputSchema"]
+            validator = self._strict_validators[tool] = validator_for(schema)
         return validator
 
 

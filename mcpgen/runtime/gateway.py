@@ -21,6 +21,7 @@ from mcpgen.runtime.arguments import (
     InvalidArguments,
     build_request,
     response_json,
+    strict_arguments,
     validate_arguments,
 )
 from mcpgen.runtime.bundle import Bundle
@@ -115,6 +116,8 @@ class Gateway:
             raise UnknownTool(name)
         if arguments is not None and not isinstance(arguments, dict):
             raise InvalidArguments([f"at /: expected an object, got {type(arguments).__name__}"])
+        if self.bundle.strict_inputs:
+            arguments = strict_arguments(arguments or {}, self.bundle.strict_validator(name))
         if route["kind"] == "go-micro":
             return await self._call_micro(name, route, arguments or {}, context)
         if route["kind"] != "grpc":
@@ -156,8 +159,9 @@ class Gateway:
                 request, descriptor_pool=request.DESCRIPTOR.file.pool
             )
             output_class = self.bundle.message_class(route["response"])
-        else:
-            problems = validate_arguments(arguments, validator)
+        else:  # the manifest's schema is the only one; a strict bundle checked it already
+            strict = self.bundle.strict_inputs
+            problems = [] if strict else validate_arguments(arguments, validator)
             if problems:
                 raise InvalidArguments(problems)
             body = arguments
