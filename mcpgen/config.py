@@ -39,6 +39,7 @@ class Config:
     rename: dict[str, str] = field(default_factory=dict)  # full method name -> tool name
     descriptions: dict[str, str] = field(default_factory=dict)  # full method name -> text
     annotations: dict[str, dict[str, bool]] = field(default_factory=dict)
+    scopes: dict[str, list[str]] = field(default_factory=dict)  # full method name -> scopes
     schema_profile: str = "portable"
     profile: str | None = None  # a client of CLIENT_PROFILES the inputSchemas are made for
     models: bool = True  # write models.py
@@ -71,6 +72,10 @@ _KEYS: dict[str, tuple[Any, str]] = {
     "rename": (_string_table, "a table of full method name = tool name"),
     "descriptions": (_string_table, "a table of full method name = description"),
     "annotations": (_annotation_table, "a table of full method name = { readOnlyHint = true }"),
+    "scopes": (
+        lambda v: isinstance(v, dict) and all(_string_list(s) for s in v.values()),
+        'a table of full method name = ["scope", ...]',
+    ),
     "schema_profile": (lambda v: v in SCHEMA_PROFILES, f"one of {', '.join(SCHEMA_PROFILES)}"),
     "profile": (lambda v: v in CLIENT_PROFILES, f"one of {', '.join(CLIENT_PROFILES)}"),
     "models": (lambda v: isinstance(v, bool), "true or false"),

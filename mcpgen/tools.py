@@ -10,7 +10,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from mcpgen.config import Config
@@ -71,7 +71,7 @@ def _selected(full_name: str, config: Config) -> bool:
 
 def select_methods(catalog: Catalog, config: Config, warnings: Warnings) -> list[_Candidate]:
     known = {s.method_full_name(m) for s in catalog.services for m in s.methods}
-    for table in ("rename", "descriptions", "annotations"):
+    for table in ("rename", "descriptions", "annotations", "scopes"):
         for key in getattr(config, table):
             if key not in known:
                 close = [k for k in known if k.endswith("." + key.rpartition(".")[2])][:3]
@@ -262,6 +262,9 @@ def render_tool(planned: PlannedTool, config: Config, renderer: SchemaRenderer) 
     annotations = annotations_of(method, config.annotations.get(planned.full_name))
     if annotations:
         tool["annotations"] = annotations
+    scopes = config.scopes.get(planned.full_name)
+    if scopes is not None:  # [tool.mcpgen.scopes] replaces what a registry said
+        method = replace(method, scopes=tuple(sorted(set(scopes))))
     return ToolSpec(name=name, method=planned.full_name, tool=tool, route=route_of(service, method))
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import click
 
 from mcpgen.errors import UserError, guarded
+from mcpgen.runtime import auth, observe
 
 DEFAULT_NAME = "mcpgen"
 
@@ -85,7 +86,26 @@ def server_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
                      default="warning", envvar="MCPGEN_LOG_LEVEL", show_default=True,
                      help="Logging on stderr."),
+        # ---- policy: every transport
+        click.option("--scope", "scopes", multiple=True, envvar="MCPGEN_SCOPE",
+                     metavar="TOOL=SCOPE[,SCOPE]",
+                     help="Scopes that grant a tool (any one does), replacing the bundle's; "
+                     "TOOL= for none. Repeatable."),
+        click.option("--rate-limit", envvar="MCPGEN_RATE_LIMIT", metavar="RPS[:BURST]",
+                     help="Token bucket of every tool: calls per second, and burst."),
+        click.option("--rate-limit-per-caller", envvar="MCPGEN_RATE_LIMIT_PER_CALLER",
+                     metavar="RPS[:BURST]", help="Token bucket of every caller (account)."),
+        click.option("--max-concurrency", type=click.IntRange(min=1), default=None,
+                     envvar="MCPGEN_MAX_CONCURRENCY",
+                     help="Calls in flight at most; more are refused at once (retry soon)."),
+        click.option("--max-argument-bytes", type=click.IntRange(min=2), default=1024 * 1024,
+                     envvar="MCPGEN_MAX_ARGUMENT_BYTES", show_default=True,
+                     help="Largest arguments of a call, as JSON."),
+        click.option("--max-argument-depth", type=click.IntRange(min=1, max=100), default=64,
+                     envvar="MCPGEN_MAX_ARGUMENT_DEPTH", show_default=True,
+                     help="Deepest nesting of a call's arguments."),
     ]  # fmt: skip
+    options += [*auth.OPTIONS, *observe.OPTIONS]
     for option in reversed(options):
         func = option(func)
     return func
@@ -114,18 +134,15 @@ class ServerIdentity:
         return cls(values["SERVER_NAME"], values["SERVER_VERSION"])
 
 
-def run_server(folder: Path, identity: ServerIdentity, **flags: Any) -> None:
-    """Load the bundle and serve it until the transport closes (stdio) or a signal (HTTP)."""
+def make_frontend(folder: Path, identity: ServerIdentity, flags: dict[str, Any]) -> Any:
+    """The bundle's gateway and its MCP frontend, as the flags configure them (each worker
+    process of `--workers` makes its own)."""
     from mcpgen.runtime.bundle import Bundle
     from mcpgen.runtime.gateway import Gateway, GatewayOptions
     from mcpgen.runtime.grpc_backend import BackendConfig, GrpcBackends
-    from mcpgen.runtime.server import HttpOptions, McpFrontend
+    from mcpgen.runtime.policy import Policy, PolicyOptions, Rate, parse_scopes
+    from mcpgen.runtime.server import McpFrontend
 
-    logging.basicConfig(
-        level=flags["log_level"].upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     bundle = Bundle(folder)
     config = BackendConfig.parse(
         flags["backends"],
@@ -143,6 +160,18 @@ def run_server(folder: Path, identity: ServerIdentity, **flags: Any) -> None:
     unknown = set(_pairs("--tool-timeout", flags["tool_timeouts"], float)) - set(bundle.by_name)
     if unknown:
         raise UserError(f"--tool-timeout names unknown tools: {', '.join(sorted(unknown))}")
+    rate, per_caller = flags["rate_limit"], flags["rate_limit_per_caller"]
+    policy = Policy(
+        bundle.routes,
+        PolicyOptions(
+            scopes=parse_scopes(flags["scopes"]),
+            rate_limit=Rate.parse(rate, "--rate-limit") if rate else None,
+            rate_limit_per_caller=(
+                Rate.parse(per_caller, "--rate-limit-per-caller") if per_caller else None
+            ),
+            max_concurrency=flags["max_concurrency"],
+        ),
+    )
     gateway = Gateway(
         bundle,
         backends,
@@ -151,22 +180,42 @@ def run_server(folder: Path, identity: ServerIdentity, **flags: Any) -> None:
             tool_timeouts=_pairs("--tool-timeout", flags["tool_timeouts"], float),
             max_stream_messages=flags["max_stream_messages"],
             forward_headers=tuple(h.lower() for h in flags["forward_headers"]),
+            max_argument_bytes=flags["max_argument_bytes"],
+            max_depth=flags["max_argument_depth"],
         ),
         micro=micro,
+        policy=policy,
+        observers=observe.from_flags(flags),
     )
-    frontend = McpFrontend(gateway, identity.name, identity.version, page_size=flags["page_size"])
+    return McpFrontend(gateway, identity.name, identity.version, page_size=flags["page_size"])
+
+
+def http_options(flags: dict[str, Any]) -> Any:
+    from mcpgen.runtime.server import HttpOptions
+
+    return HttpOptions(
+        host=flags["host"],
+        port=flags["port"],
+        stateless=flags["stateless"],
+        json_response=flags["json_response"],
+        allowed_origins=list(flags["allowed_origins"]),
+        allowed_hosts=list(flags["allowed_hosts"]),
+        authenticator=auth.from_flags(flags),
+    )
+
+
+def run_server(folder: Path, identity: ServerIdentity, **flags: Any) -> None:
+    """Load the bundle and serve it until the transport closes (stdio) or a signal (HTTP)."""
+    logging.basicConfig(
+        level=flags["log_level"].upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    frontend = make_frontend(folder, identity, flags)
     if flags["transport"] == "stdio":
-        asyncio.run(_serve_stdio(frontend, gateway))
+        asyncio.run(_serve_stdio(frontend, frontend.gateway))
     else:
-        options = HttpOptions(
-            host=flags["host"],
-            port=flags["port"],
-            stateless=flags["stateless"],
-            json_response=flags["json_response"],
-            allowed_origins=list(flags["allowed_origins"]),
-            allowed_hosts=list(flags["allowed_hosts"]),
-        )
-        asyncio.run(_serve_http(frontend, gateway, options))
+        asyncio.run(_serve_http(frontend, frontend.gateway, http_options(flags)))
 
 
 async def _serve_stdio(frontend: Any, gateway: Any) -> None:

@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Awaitable, Callable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
+import orjson
 from google.protobuf import json_format
 
 from mcpgen.runtime.arguments import (
@@ -26,6 +28,7 @@ from mcpgen.runtime.arguments import (
 )
 from mcpgen.runtime.bundle import Bundle
 from mcpgen.runtime.grpc_backend import GrpcBackends, NoBackend
+from mcpgen.runtime.policy import Caller, Denied, Policy, PolicyOptions
 from mcpgen.runtime.status import BackendError
 
 if TYPE_CHECKING:
@@ -46,6 +49,8 @@ class GatewayOptions:
     tool_timeouts: dict[str, float] = field(default_factory=dict)
     max_stream_messages: int = 1000
     forward_headers: tuple[str, ...] = ()  # lower-case HTTP header names sent as metadata
+    max_argument_bytes: int = 1024 * 1024  # of a call's arguments as JSON
+    max_depth: int = 64  # nesting of a call's arguments (protobuf's parser stops at 100)
 
 
 @dataclass(slots=True)
@@ -56,6 +61,7 @@ class CallContext:
     headers: Mapping[str, str] = field(default_factory=dict)  # lower-case names (HTTP only)
     on_message: OnMessage | None = None
     trace_id: str = ""
+    caller: Caller = field(default_factory=Caller.local)
 
     def __post_init__(self) -> None:
         if not self.trace_id:  # the caller's W3C trace id, else 16 random bytes as W3C has them
@@ -68,6 +74,45 @@ class UnknownTool(Exception):
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """One call as audit lines and metrics see it (no arguments, no secrets)."""
+
+    trace_id: str
+    tool: str
+    account: str
+    scopes_required: list[str]
+    allowed: bool
+    denied_reason: str | None  # a `Denied.reason`, when the policy refused the call
+    duration_ms: float
+    status: str  # "OK", "DENIED", "INVALID_ARGUMENT", or the backend's gRPC code name
+    transport: str
+
+
+class Observer(Protocol):
+    """Sees every call: audit logs, metrics, spans."""
+
+    def started(self, tool: str) -> None: ...
+
+    def finished(self, record: CallRecord) -> None: ...
+
+
+def check_size(arguments: dict[str, Any], max_bytes: int, max_depth: int) -> None:
+    """Refuse arguments larger or deeper than the limits, before any parsing work on them."""
+    size = len(orjson.dumps(arguments))
+    if size > max_bytes:
+        raise Denied(
+            "too_large", f"arguments of {size:,} bytes exceed the limit of {max_bytes:,}", 413
+        )
+    stack: list[tuple[Any, int]] = [(arguments, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > max_depth:
+            raise Denied("too_large", f"arguments nest deeper than {max_depth} levels", 413)
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+
+
 class Gateway:
     """Tool calls of one bundle, forwarded to the backends."""
 
@@ -77,11 +122,15 @@ class Gateway:
         backends: GrpcBackends,
         options: GatewayOptions | None = None,
         micro: MucpBackends | None = None,
+        policy: Policy | None = None,
+        observers: Sequence[Observer] = (),
     ) -> None:
         self.bundle = bundle
         self.backends = backends
         self.options = options or GatewayOptions()
         self.micro = micro  # go-micro services (mucp over HTTP), when the bundle has any
+        self.policy = policy or Policy(bundle.routes, PolicyOptions())
+        self.observers = list(observers)
 
     async def close(self) -> None:
         await self.backends.close()
@@ -104,18 +153,67 @@ class Gateway:
                 metadata.append((name, value))
         return metadata
 
+    def visible_tools(self, caller: Caller) -> list[dict[str, Any]]:
+        """The tools `caller` may call: all a caller is ever shown."""
+        return self.policy.visible(self.bundle.tools, caller)
+
     async def call(
         self, name: str, arguments: dict[str, Any] | None, context: CallContext
     ) -> dict[str, Any]:
-        """The tool's structured result.
+        """The tool's structured result, after the policy admitted the call.
 
-        Raises UnknownTool, InvalidArguments (nothing was sent), or BackendError.
+        Raises UnknownTool, Denied or InvalidArguments (nothing was sent), or BackendError.
+        Every call but an unknown tool's leaves a `CallRecord` with the observers.
         """
         route = self.bundle.routes.get(name)
         if route is None:
             raise UnknownTool(name)
+        started = time.perf_counter()
+        status, denied = "OK", None
+        for observer in self.observers:
+            observer.started(name)
+        try:
+            self.policy.authorize(name, context.caller)
+            self.policy.admit(name, context.caller)
+            self.policy.enter()
+            try:
+                return await self._forward(name, route, arguments, context)
+            finally:
+                self.policy.leave()
+        except Denied as error:
+            status, denied = "DENIED", error.reason
+            raise
+        except InvalidArguments:
+            status = "INVALID_ARGUMENT"
+            raise
+        except BackendError as error:
+            status = error.code.name
+            raise
+        except BaseException:
+            status = "INTERNAL"
+            raise
+        finally:
+            record = CallRecord(
+                trace_id=context.trace_id,
+                tool=name,
+                account=context.caller.account,
+                scopes_required=sorted(self.policy.required.get(name, ())),
+                allowed=denied is None,
+                denied_reason=denied,
+                duration_ms=(time.perf_counter() - started) * 1000,
+                status=status,
+                transport=context.transport,
+            )
+            for observer in self.observers:
+                observer.finished(record)
+
+    async def _forward(
+        self, name: str, route: dict[str, Any], arguments: Any, context: CallContext
+    ) -> dict[str, Any]:
         if arguments is not None and not isinstance(arguments, dict):
             raise InvalidArguments([f"at /: expected an object, got {type(arguments).__name__}"])
+        if arguments:
+            check_size(arguments, self.options.max_argument_bytes, self.options.max_depth)
         if self.bundle.strict_inputs:
             arguments = strict_arguments(arguments or {}, self.bundle.strict_validator(name))
         if route["kind"] == "go-micro":

@@ -24,10 +24,19 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mcpgen.runtime.arguments import InvalidArguments
+from mcpgen.runtime.auth import CALLER_KEY, Authenticator, AuthGuard, OpenAccess
 from mcpgen.runtime.gateway import CallContext, Gateway, UnknownTool, result_text
+from mcpgen.runtime.policy import Caller, Denied
 from mcpgen.runtime.status import BackendError, http_status
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+DENIAL_CODES = {  # Denied.reason → the `code` of a REST error
+    "unauthenticated": "UNAUTHENTICATED",
+    "scope": "PERMISSION_DENIED",
+    "rate_limit": "RESOURCE_EXHAUSTED",
+    "busy": "UNAVAILABLE",
+    "too_large": "INVALID_ARGUMENT",
+}
 TRACE_RESPONSE_HEADER = "Mcp-Trace-Id"
 
 
@@ -39,6 +48,7 @@ class HttpOptions:
     json_response: bool = False
     allowed_origins: list[str] = field(default_factory=list)
     allowed_hosts: list[str] = field(default_factory=list)
+    authenticator: Authenticator = field(default_factory=OpenAccess)
 
 
 class OriginGuard:
@@ -128,15 +138,16 @@ class McpFrontend:
         self.server.middleware = []  # no OpenTelemetry spans unless asked (issue: otel extra)
 
     @cached_property
-    def _tools(self) -> list[types.Tool]:
-        return [types.Tool.model_validate(tool) for tool in self.gateway.tools]
+    def _tools(self) -> dict[str, types.Tool]:
+        return {tool["name"]: types.Tool.model_validate(tool) for tool in self.gateway.tools}
 
     def _input_schema(self, name: str) -> dict[str, Any] | None:
         tool = self.gateway.bundle.by_name.get(name)
         return tool["inputSchema"] if tool else None
 
     async def list_tools(self, ctx: Any, params: types.PaginatedRequestParams | None) -> Any:
-        tools = self._tools
+        caller = _caller(getattr(ctx, "request", None))
+        tools = [self._tools[t["name"]] for t in self.gateway.visible_tools(caller)]
         start = Cursors.decode(params.cursor if params else None, max(len(tools), 1))
         end = start + self.page_size
         return types.ListToolsResult(
@@ -151,12 +162,17 @@ class McpFrontend:
             await ctx.session.report_progress(float(index), None, result_text(message))
 
         context = CallContext(
-            transport="http" if headers else "stdio", headers=headers, on_message=on_message
+            transport="http" if isinstance(request, Request) else "stdio",
+            headers=headers,
+            on_message=on_message,
+            caller=_caller(request),
         )
         try:
             result = await self.gateway.call(params.name, params.arguments, context)
         except UnknownTool:
             raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {params.name}") from None
+        except Denied as error:
+            return _error_result(error.text())
         except InvalidArguments as error:
             return _error_result(error.text(params.name))
         except BackendError as error:
@@ -165,6 +181,14 @@ class McpFrontend:
             content=[types.TextContent(type="text", text=result_text(result))],
             structured_content=result,
         )
+
+
+def _caller(request: Any) -> Caller:
+    """Who calls: over HTTP, whom the authentication middleware found (`AuthGuard`); on stdio,
+    the local user."""
+    if isinstance(request, Request):
+        return request.scope.get(CALLER_KEY) or Caller.anonymous()
+    return Caller.local()
 
 
 def _error_result(text: str) -> types.CallToolResult:
@@ -188,19 +212,24 @@ class RestFrontend:
         ]
 
     async def tools(self, request: Request) -> Response:
-        return JSONResponse({"tools": self.gateway.tools})
+        return JSONResponse({"tools": self.gateway.visible_tools(_caller(request))})
 
     async def health(self, request: Request) -> Response:
         return JSONResponse({"status": "ok", "tools": len(self.gateway.tools)})
 
     async def call(self, request: Request) -> Response:
-        context = CallContext(transport="rest", headers=dict(request.headers))
+        context = CallContext(
+            transport="rest", headers=dict(request.headers), caller=_caller(request)
+        )
 
-        def error(status: int, text: str, code: str, **extra: Any) -> Response:
+        def error(
+            status: int, text: str, code: str, retry_after: str | None = None, **extra: Any
+        ) -> Response:
             body = {"error": text, "code": code, "trace_id": context.trace_id, **extra}
-            return JSONResponse(
-                body, status_code=status, headers={TRACE_RESPONSE_HEADER: context.trace_id}
-            )
+            headers = {TRACE_RESPONSE_HEADER: context.trace_id}
+            if retry_after is not None:
+                headers["Retry-After"] = retry_after
+            return JSONResponse(body, status_code=status, headers=headers)
 
         try:
             body = json.loads(await request.body())
@@ -214,6 +243,9 @@ class RestFrontend:
             result = await self.gateway.call(name, arguments, context)
         except UnknownTool:
             return error(404, f"unknown tool {name!r}", "UNKNOWN_TOOL")
+        except Denied as exc:
+            code = DENIAL_CODES.get(exc.reason, "DENIED")
+            return error(exc.http_status, exc.text(), code, exc.retry_after_header())
         except InvalidArguments as exc:
             return error(400, exc.text(name), "INVALID_ARGUMENTS", problems=exc.problems)
         except BackendError as exc:
@@ -235,4 +267,4 @@ def http_app(frontend: McpFrontend, options: HttpOptions) -> Any:
         host=options.host,
         custom_starlette_routes=RestFrontend(frontend.gateway).routes(),
     )
-    return OriginGuard(app, options)
+    return OriginGuard(AuthGuard(app, options.authenticator), options)

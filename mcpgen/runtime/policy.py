@@ -1,0 +1,227 @@
+"""The policy every call passes, whatever the transport: who may see and call which tool, and
+how often.
+
+- **Callers**: `Caller` is who is calling — the account and scopes an authenticator found
+  (HTTP), or the local user (stdio, trusted by default).
+- **Scopes**: a tool's required scopes come from the bundle's route (registry metadata, or
+  `[tool.mcpgen.scopes]` at build time), replaced by `--scope TOOL=a,b` at run time. Any one of
+  them grants the tool (as go-micro's gateway has it); the scope `*` grants every tool; a tool
+  with no scopes needs only an authenticated caller.
+- **Rate limits**: token buckets per tool (`--rate-limit`) and per caller
+  (`--rate-limit-per-caller`); a refused call says when to retry.
+- **Concurrency**: at most `--max-concurrency` calls in flight; more are refused at once, so a
+  slow backend cannot pile up unbounded work.
+
+A refusal is a `Denied`, which each transport words in its own way (MCP: an `isError` result;
+REST: 403 / 429 / 503 with `Retry-After`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from mcpgen.errors import UserError
+
+ANY_SCOPE = "*"
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is calling. `account` is what audit lines and metrics name; never a secret."""
+
+    account: str
+    scopes: frozenset[str] = frozenset()
+    authenticated: bool = True
+
+    @classmethod
+    def local(cls) -> Caller:
+        """The user at the other end of stdio: local, trusted with every tool."""
+        return cls(account="local", scopes=frozenset({ANY_SCOPE}))
+
+    @classmethod
+    def anonymous(cls) -> Caller:
+        return cls(account="anonymous", authenticated=False)
+
+
+class Denied(Exception):
+    """A call the policy refuses; nothing was sent to a backend."""
+
+    def __init__(
+        self, reason: str, message: str, http_status: int, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason  # "unauthenticated", "scope", "rate_limit", "busy", "too_large"
+        self.message = message
+        self.http_status = http_status
+        self.retry_after = retry_after
+
+    def text(self) -> str:
+        return f"PERMISSION_DENIED: {self.message}" if self.reason == "scope" else self.message
+
+    def retry_after_header(self) -> str | None:
+        """Whole seconds, as `Retry-After` takes them (at least 1)."""
+        return None if self.retry_after is None else str(max(1, math.ceil(self.retry_after)))
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """`RPS[:BURST]`: tokens per second and bucket size (default: one second's worth)."""
+
+    per_second: float
+    burst: float
+
+    @classmethod
+    def parse(cls, text: str, option: str) -> Rate:
+        rate, _, burst = text.partition(":")
+        try:
+            per_second = float(rate)
+            size = float(burst) if burst else max(1.0, per_second)
+        except ValueError:
+            raise UserError(
+                f"{option} {text!r} is not RPS[:BURST]", hint=f"e.g. {option} 10:20"
+            ) from None
+        if not (per_second > 0 and size >= 1 and math.isfinite(per_second + size)):
+            raise UserError(f"{option} {text!r}: the rate must be > 0 and the burst at least 1")
+        return cls(per_second, size)
+
+
+@dataclass(slots=True)
+class TokenBucket:
+    rate: Rate
+    tokens: float = -1.0
+    updated: float = 0.0
+
+    def take(self, now: float) -> float:
+        """0 when a token was taken, else the seconds until one is available."""
+        if self.tokens < 0:
+            self.tokens, self.updated = self.rate.burst, now
+        self.tokens = min(
+            self.rate.burst, self.tokens + (now - self.updated) * self.rate.per_second
+        )
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate.per_second
+
+
+@dataclass(slots=True)
+class PolicyOptions:
+    scopes: dict[str, tuple[str, ...]] = field(default_factory=dict)  # --scope TOOL=a,b
+    rate_limit: Rate | None = None  # per tool
+    rate_limit_per_caller: Rate | None = None
+    max_concurrency: int | None = None
+    max_callers: int = 100_000  # per-caller buckets kept; the least recently used go first
+
+
+class Policy:
+    """Scopes, rate limits and the concurrency cap of one gateway."""
+
+    def __init__(
+        self,
+        routes: Mapping[str, Mapping[str, Any]],
+        options: PolicyOptions,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        unknown = sorted(set(options.scopes) - set(routes))
+        if unknown:
+            raise UserError(
+                f"--scope names unknown tools: {', '.join(unknown)}",
+                hint="use the tool names `mcpgen tools` lists",
+            )
+        self.options = options
+        self.clock = clock  # seconds; tests move it by hand
+        self.required: dict[str, frozenset[str]] = {
+            tool: frozenset(options.scopes.get(tool, route.get("scopes", ())))
+            for tool, route in routes.items()
+        }
+        self._tool_buckets: dict[str, TokenBucket] = {}
+        self._caller_buckets: dict[str, TokenBucket] = {}
+        self.in_flight = 0
+
+    # ---- who may call what --------------------------------------------------------------------
+
+    def may_call(self, tool: str, caller: Caller) -> bool:
+        if not caller.authenticated:
+            return False
+        required = self.required.get(tool, frozenset())
+        return not required or ANY_SCOPE in caller.scopes or not required.isdisjoint(caller.scopes)
+
+    def visible(self, tools: Iterable[dict[str, Any]], caller: Caller) -> list[dict[str, Any]]:
+        """The tools a caller may call, in their order: a caller sees nothing else."""
+        return [t for t in tools if self.may_call(t["name"], caller)]
+
+    def authorize(self, tool: str, caller: Caller) -> None:
+        if not caller.authenticated:
+            raise Denied("unauthenticated", "authentication required", 401)
+        if not self.may_call(tool, caller):
+            needed = " or ".join(f"`{s}`" for s in sorted(self.required[tool]))
+            raise Denied(
+                "scope",
+                f"tool {tool} needs the scope {needed}; account {caller.account} does not have it",
+                403,
+            )
+
+    # ---- how often ----------------------------------------------------------------------------
+
+    def admit(self, tool: str, caller: Caller) -> None:
+        """Take a token of the tool's and the caller's buckets, or refuse with when to retry."""
+        now = self.clock()
+        waits = []
+        if self.options.rate_limit is not None:
+            bucket = self._tool_buckets.get(tool)
+            if bucket is None:
+                bucket = self._tool_buckets[tool] = TokenBucket(self.options.rate_limit)
+            waits.append(("tool " + tool, bucket.take(now)))
+        if self.options.rate_limit_per_caller is not None:
+            waits.append((f"account {caller.account}", self._caller_bucket(caller).take(now)))
+        limited = [(who, wait) for who, wait in waits if wait > 0]
+        if limited:
+            who, wait = max(limited, key=lambda item: item[1])
+            raise Denied(
+                "rate_limit",
+                f"RESOURCE_EXHAUSTED: rate limit of {who} reached; retry in {wait:.2f} s",
+                429,
+                retry_after=wait,
+            )
+
+    def _caller_bucket(self, caller: Caller) -> TokenBucket:
+        buckets = self._caller_buckets
+        bucket = buckets.pop(caller.account, None)  # re-inserted last: least recently used first
+        if bucket is None:
+            assert self.options.rate_limit_per_caller is not None
+            bucket = TokenBucket(self.options.rate_limit_per_caller)
+            if len(buckets) >= self.options.max_callers:
+                del buckets[next(iter(buckets))]
+        buckets[caller.account] = bucket
+        return bucket
+
+    def enter(self) -> None:
+        """Count a call in; refuse it when `max_concurrency` calls are already in flight."""
+        limit = self.options.max_concurrency
+        if limit is not None and self.in_flight >= limit:
+            raise Denied(
+                "busy",
+                f"UNAVAILABLE: the gateway is at its limit of {limit} calls in flight; retry soon",
+                503,
+                retry_after=1.0,
+            )
+        self.in_flight += 1
+
+    def leave(self) -> None:
+        self.in_flight -= 1
+
+
+def parse_scopes(entries: Iterable[str]) -> dict[str, tuple[str, ...]]:
+    """`--scope TOOL=a,b` entries; `TOOL=` (nothing after =) makes a tool need no scope."""
+    scopes: dict[str, tuple[str, ...]] = {}
+    for entry in entries:
+        tool, sep, raw = entry.partition("=")
+        if not sep or not tool.strip():
+            raise UserError(f"--scope {entry!r} is not TOOL=SCOPE[,SCOPE]")
+        scopes[tool.strip()] = tuple(sorted({s.strip() for s in raw.split(",") if s.strip()}))
+    return scopes
