@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -82,7 +83,9 @@ def free_port() -> int:
 class HttpGateway:
     """A generated server.py running over HTTP in a subprocess."""
 
-    def __init__(self, bundle: Path, *args: str) -> None:
+    def __init__(
+        self, bundle: Path, *args: str, stdout: Any = None, stderr: Any = subprocess.PIPE
+    ) -> None:
         import time
         import urllib.request
 
@@ -91,7 +94,7 @@ class HttpGateway:
         self.url = f"{self.base}/mcp"
         command = [sys.executable, str(bundle / "server.py"), "--transport", "http"]
         command += ["--port", str(self.port), *args]
-        self.process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(command, stdout=stdout, stderr=stderr, text=True)
         deadline = time.monotonic() + 30
         while True:
             if self.process.poll() is not None:

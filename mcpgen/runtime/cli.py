@@ -8,8 +8,13 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import json
 import logging
+import os
+import shutil
+import signal
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +24,10 @@ import click
 
 from mcpgen.errors import UserError, guarded
 from mcpgen.runtime import auth, observe
+from mcpgen.runtime.limits import DEFAULT_MAX_BODY
 
 DEFAULT_NAME = "mcpgen"
+WORKER_ENV = "_MCPGEN_WORKER"  # the bundle and flags, for the processes of --workers
 
 
 def _pairs(option: str, values: tuple[str, ...], convert: Callable[[str], Any]) -> dict[str, Any]:
@@ -80,6 +87,15 @@ def server_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--allowed-host", "allowed_hosts", multiple=True,
                      envvar="MCPGEN_ALLOWED_HOSTS", metavar="HOST",
                      help="HTTP: a Host header to accept besides loopback names. Repeatable."),
+        click.option("--max-body", type=click.IntRange(min=1), default=DEFAULT_MAX_BODY,
+                     envvar="MCPGEN_MAX_BODY", metavar="BYTES", show_default=True,
+                     help="HTTP: largest request body; larger ones get 413."),
+        click.option("--shutdown-grace", type=click.FloatRange(min=0), default=30.0,
+                     envvar="MCPGEN_SHUTDOWN_GRACE", metavar="SECONDS", show_default=True,
+                     help="HTTP: on SIGTERM, how long in-flight calls may take to finish."),
+        click.option("--workers", type=click.IntRange(min=1), default=1,
+                     envvar="MCPGEN_WORKERS", metavar="N", show_default=True,
+                     help="HTTP: serving processes; more than 1 implies --stateless."),
         click.option("--page-size", type=click.IntRange(min=1), default=100,
                      envvar="MCPGEN_PAGE_SIZE", show_default=True,
                      help="Tools per tools/list page."),
@@ -104,6 +120,13 @@ def server_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--max-argument-depth", type=click.IntRange(min=1, max=100), default=64,
                      envvar="MCPGEN_MAX_ARGUMENT_DEPTH", show_default=True,
                      help="Deepest nesting of a call's arguments."),
+        click.option("--breaker-failures", type=click.IntRange(min=0), default=5,
+                     envvar="MCPGEN_BREAKER_FAILURES", metavar="N", show_default=True,
+                     help="Consecutive backend failures that open a target's circuit (calls "
+                     "then fail fast); 0 disables the breakers."),
+        click.option("--breaker-cooldown", type=click.FloatRange(min=0, min_open=True),
+                     default=10.0, envvar="MCPGEN_BREAKER_COOLDOWN", metavar="SECONDS",
+                     show_default=True, help="How long a circuit stays open before a probe."),
     ]  # fmt: skip
     options += [*auth.OPTIONS, *observe.OPTIONS]
     for option in reversed(options):
@@ -137,6 +160,7 @@ class ServerIdentity:
 def make_frontend(folder: Path, identity: ServerIdentity, flags: dict[str, Any]) -> Any:
     """The bundle's gateway and its MCP frontend, as the flags configure them (each worker
     process of `--workers` makes its own)."""
+    from mcpgen.runtime.breaker import Breakers
     from mcpgen.runtime.bundle import Bundle
     from mcpgen.runtime.gateway import Gateway, GatewayOptions
     from mcpgen.runtime.grpc_backend import BackendConfig, GrpcBackends
@@ -151,12 +175,13 @@ def make_frontend(folder: Path, identity: ServerIdentity, flags: dict[str, Any])
         cert=flags["backend_cert"],
         key=flags["backend_key"],
     )
-    backends = GrpcBackends(config)
+    breakers = Breakers(flags["breaker_failures"], flags["breaker_cooldown"])
+    backends = GrpcBackends(config, breakers)
     micro = None
     if any(route["kind"] == "go-micro" for route in bundle.routes.values()):
         from mcpgen.runtime.mucp_backend import MucpBackends
 
-        micro = MucpBackends(config)  # --backend users=HOST:PORT replaces the nodes
+        micro = MucpBackends(config, breakers)  # --backend users=HOST:PORT replaces the nodes
     unknown = set(_pairs("--tool-timeout", flags["tool_timeouts"], float)) - set(bundle.by_name)
     if unknown:
         raise UserError(f"--tool-timeout names unknown tools: {', '.join(sorted(unknown))}")
@@ -201,21 +226,88 @@ def http_options(flags: dict[str, Any]) -> Any:
         allowed_origins=list(flags["allowed_origins"]),
         allowed_hosts=list(flags["allowed_hosts"]),
         authenticator=auth.from_flags(flags),
+        max_body=flags["max_body"],
     )
 
 
 def run_server(folder: Path, identity: ServerIdentity, **flags: Any) -> None:
     """Load the bundle and serve it until the transport closes (stdio) or a signal (HTTP)."""
+    _configure_logging(flags["log_level"])
+    workers = flags["workers"]
+    if flags["transport"] == "stdio":
+        if workers > 1:
+            raise UserError("--workers serves HTTP; use it with --transport http")
+        frontend = make_frontend(folder, identity, flags)
+        asyncio.run(_serve_stdio(frontend, frontend.gateway))
+        return
+    import uvicorn
+
+    if workers == 1:
+        # uvicorn re-raises the SIGTERM it shut down on; a graceful stop is a success (exit 0)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        app = _http_app(make_frontend(folder, identity, flags), flags)
+        asyncio.run(uvicorn.Server(uvicorn.Config(app, **_uvicorn_settings(flags))).serve())
+    else:
+        make_frontend(folder, identity, flags)  # bad flags fail here, once, not in each worker
+        http_options(flags)  # and so do bad authentication flags
+        if not flags["stateless"]:
+            logging.getLogger(__name__).warning(
+                "--workers %d implies --stateless: processes share no sessions", workers
+            )
+        spec = {"bundle": str(folder), "name": identity.name, "version": identity.version}
+        spec["flags"] = {**flags, "stateless": True}
+        os.environ[WORKER_ENV] = json.dumps(spec)  # spawned workers inherit the environment
+        shared_metrics = None
+        if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:  # /metrics of any worker sums them all
+            shared_metrics = tempfile.mkdtemp(prefix="mcpgen-metrics-")
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = shared_metrics
+        try:
+            uvicorn.run(
+                f"{__name__}:worker_app", factory=True, workers=workers, **_uvicorn_settings(flags)
+            )
+        finally:
+            if shared_metrics is not None:
+                shutil.rmtree(shared_metrics, ignore_errors=True)
+
+
+def worker_app() -> Any:
+    """The app of one `--workers` process: uvicorn calls it in each worker, which builds its
+    own gateway from the bundle and flags that `run_server` left in the environment."""
+    spec = json.loads(os.environ[WORKER_ENV])
+    # JSON has no tuples: click gives repeatable flags as tuples, nothing as lists
+    flags = {k: tuple(v) if isinstance(v, list) else v for k, v in spec["flags"].items()}
+    _configure_logging(flags["log_level"])
+    identity = ServerIdentity(spec["name"], spec["version"])
+    return _http_app(make_frontend(Path(spec["bundle"]), identity, flags), flags)
+
+
+def _uvicorn_settings(flags: dict[str, Any]) -> dict[str, Any]:
+    """uvicorn's settings; on SIGTERM/SIGINT it stops accepting, lets in-flight requests finish
+    for up to --shutdown-grace seconds, then runs the lifespan shutdown (`Lifecycle`)."""
+    return {
+        "host": flags["host"],
+        "port": flags["port"],
+        "log_level": "warning",
+        "lifespan": "on",
+        "loop": "asyncio",  # grpc.aio's loop, with or without uvloop installed
+        "timeout_graceful_shutdown": flags["shutdown_grace"],
+    }
+
+
+def _http_app(frontend: Any, flags: dict[str, Any]) -> Any:
+    """The HTTP app, which closes the gateway once the MCP session manager has stopped."""
+    from mcpgen.runtime.limits import Lifecycle
+    from mcpgen.runtime.server import http_app
+
+    return Lifecycle(http_app(frontend, http_options(flags)), frontend.gateway.close)
+
+
+def _configure_logging(level: str) -> None:
     logging.basicConfig(
-        level=flags["log_level"].upper(),
+        level=level.upper(),
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    frontend = make_frontend(folder, identity, flags)
-    if flags["transport"] == "stdio":
-        asyncio.run(_serve_stdio(frontend, frontend.gateway))
-    else:
-        asyncio.run(_serve_http(frontend, frontend.gateway, http_options(flags)))
 
 
 async def _serve_stdio(frontend: Any, gateway: Any) -> None:
@@ -225,26 +317,6 @@ async def _serve_stdio(frontend: Any, gateway: Any) -> None:
         async with stdio_server() as (read, write):
             server = frontend.server
             await server.run(read, write, server.create_initialization_options())
-    finally:
-        await gateway.close()
-
-
-async def _serve_http(frontend: Any, gateway: Any, options: Any) -> None:
-    import uvicorn
-
-    from mcpgen.runtime.server import http_app
-
-    config = uvicorn.Config(
-        http_app(frontend, options),
-        host=options.host,
-        port=options.port,
-        log_level="warning",
-        lifespan="on",
-        timeout_graceful_shutdown=30,
-    )
-    server = uvicorn.Server(config)  # handles SIGTERM/SIGINT: in-flight requests finish
-    try:
-        await server.serve()
     finally:
         await gateway.close()
 

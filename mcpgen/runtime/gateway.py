@@ -87,6 +87,8 @@ class CallRecord:
     duration_ms: float
     status: str  # "OK", "DENIED", "INVALID_ARGUMENT", or the backend's gRPC code name
     transport: str
+    backend: str = ""  # the route's kind: "grpc" or "go-micro"
+    traceparent: str | None = None  # the caller's W3C trace context, to parent spans on
 
 
 class Observer(Protocol):
@@ -99,11 +101,12 @@ class Observer(Protocol):
 
 def check_size(arguments: dict[str, Any], max_bytes: int, max_depth: int) -> None:
     """Refuse arguments larger or deeper than the limits, before any parsing work on them."""
-    size = len(orjson.dumps(arguments))
-    if size > max_bytes:
-        raise Denied(
-            "too_large", f"arguments of {size:,} bytes exceed the limit of {max_bytes:,}", 413
-        )
+    try:
+        size: int | None = len(orjson.dumps(arguments))
+    except orjson.JSONEncodeError:  # too deep for orjson, an integer beyond 64 bits, a lone
+        size = None  # surrogate: measured below once the depth is known (json.dumps recurses)
+    if size is not None:
+        _check_bytes(size, max_bytes)
     stack: list[tuple[Any, int]] = [(arguments, 1)]
     while stack:
         value, depth = stack.pop()
@@ -111,6 +114,16 @@ def check_size(arguments: dict[str, Any], max_bytes: int, max_depth: int) -> Non
             raise Denied("too_large", f"arguments nest deeper than {max_depth} levels", 413)
         children = value.values() if isinstance(value, dict) else value
         stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    if size is None:  # the schema and protobuf's parser then say what is wrong with the values
+        text = json.dumps(arguments, ensure_ascii=False)
+        _check_bytes(len(text.encode(errors="surrogatepass")), max_bytes)
+
+
+def _check_bytes(size: int, max_bytes: int) -> None:
+    if size > max_bytes:
+        raise Denied(
+            "too_large", f"arguments of {size:,} bytes exceed the limit of {max_bytes:,}", 413
+        )
 
 
 class Gateway:
@@ -203,6 +216,8 @@ class Gateway:
                 duration_ms=(time.perf_counter() - started) * 1000,
                 status=status,
                 transport=context.transport,
+                backend=route["kind"],
+                traceparent=context.headers.get("traceparent"),
             )
             for observer in self.observers:
                 observer.finished(record)

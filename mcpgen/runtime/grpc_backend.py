@@ -19,6 +19,7 @@ import grpc
 from google.protobuf.message import Message
 
 from mcpgen.errors import UserError
+from mcpgen.runtime.breaker import Breakers
 
 _SERVICE_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
 _CHANNEL_OPTIONS: list[tuple[str, Any]] = [
@@ -112,10 +113,12 @@ class NoBackend(Exception):
 
 
 class GrpcBackends:
-    """Channels by target, created on first use and closed together."""
+    """Channels by target, created on first use and closed together; a circuit breaker per
+    target (none unless `breakers` are given: the server's flags give them)."""
 
-    def __init__(self, config: BackendConfig) -> None:
+    def __init__(self, config: BackendConfig, breakers: Breakers | None = None) -> None:
         self.config = config
+        self.breakers = breakers or Breakers(failures=0)
         self._credentials = config.credentials()
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._unary: dict[tuple[str, str], Any] = {}
@@ -167,7 +170,8 @@ class GrpcBackends:
                 response_deserializer=output.FromString,
             )
             self._unary[(target, path)] = call
-        return await call(request, timeout=timeout, metadata=tuple(metadata))
+        with self.breakers.guard(target):
+            return await call(request, timeout=timeout, metadata=tuple(metadata))
 
     async def server_stream(
         self,
@@ -179,8 +183,10 @@ class GrpcBackends:
         metadata: Sequence[tuple[str, str]],
         nodes: Sequence[str] = (),
     ) -> AsyncIterator[Message]:
-        """The messages of a server-streaming call; closing the iterator cancels the call."""
+        """The messages of a server-streaming call; closing the iterator cancels the call.
+        Its first message proves the backend alive, whatever ends the stream later."""
         target, channel = self.channel(service, nodes)
+        guard = self.breakers.guard(target)
         method = self._stream.get((target, path))
         if method is None:
             method = channel.unary_stream(
@@ -191,8 +197,10 @@ class GrpcBackends:
             self._stream[(target, path)] = method
         call = method(request, timeout=timeout, metadata=tuple(metadata))
         try:
-            async for message in call:
-                yield message
+            with guard:
+                async for message in call:
+                    guard.succeeded()
+                    yield message
         finally:
             call.cancel()
 

@@ -10,12 +10,13 @@ plain text.
 Where a call goes: `--backend SERVICE=HOST:PORT` (the registry name, as for gRPC services)
 replaces the snapshot's nodes; otherwise the nodes the snapshot lists, round robin; a service
 the snapshot lists no nodes for takes the default `--backend HOST:PORT`. A node that refuses the
-connection (nothing was sent) is skipped for the next one; any other failure ends the call,
-since a request that reached a service may have had effects.
+connection (nothing was sent), or whose circuit breaker is open, is skipped for the next one;
+any other failure ends the call, since a request that reached a service may have had effects.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
 import time
@@ -26,6 +27,7 @@ from typing import Any
 import grpc
 import httpx
 
+from mcpgen.runtime.breaker import Breakers, CircuitOpen
 from mcpgen.runtime.grpc_backend import BackendConfig, NoBackend
 from mcpgen.runtime.status import BackendError
 
@@ -76,10 +78,14 @@ def _header_name(name: str) -> str:
 
 
 class MucpBackends:
-    """One pooled HTTP client for every go-micro service, and a round-robin turn per service."""
+    """One pooled HTTP client for every go-micro service, a round-robin turn per service, and
+    a circuit breaker per node (none unless `breakers` are given: the server's flags give them)."""
 
-    def __init__(self, config: BackendConfig | None = None) -> None:
+    def __init__(
+        self, config: BackendConfig | None = None, breakers: Breakers | None = None
+    ) -> None:
         self.config = config or BackendConfig()
+        self.breakers = breakers or Breakers(failures=0)
         self._scheme = "https" if (self.config.tls or self.config.ca) else "http"
         self._client: httpx.AsyncClient | None = None
         self._turns: dict[str, int] = {}
@@ -145,28 +151,43 @@ class MucpBackends:
         content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
         deadline = time.monotonic() + timeout
         refused: list[str] = []
+        opened: list[CircuitOpen] = []
         for address in self.nodes(service, registered):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            headers["Timeout"] = str(int(remaining * 1e9))
             try:
-                response = await self.client().post(
-                    self._url(address), content=content, headers=headers, timeout=remaining
-                )
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                refused.append(f"{address}: {exc or type(exc).__name__}")
-                continue  # nothing reached the service: the next node may take it
-            except httpx.TimeoutException:
-                raise BackendError(
-                    grpc.StatusCode.DEADLINE_EXCEEDED,
-                    f"{where} did not answer within {timeout:g} s (node {address})",
-                ) from None
-            except httpx.HTTPError as exc:
-                raise BackendError(
-                    grpc.StatusCode.UNAVAILABLE, f"{where} failed at node {address}: {exc}"
-                ) from None
-            return _answer(where, address, response)
+                guard = self.breakers.guard(address)
+            except CircuitOpen as exc:
+                opened.append(exc)
+                continue
+            headers["Timeout"] = str(int(remaining * 1e9))
+            with guard:
+                try:
+                    async with asyncio.timeout(remaining):  # httpx's timeouts are per phase
+                        response = await self.client().post(
+                            self._url(address), content=content, headers=headers, timeout=remaining
+                        )
+                except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                    guard.failed()
+                    refused.append(f"{address}: {exc or type(exc).__name__}")
+                    continue  # nothing reached the service: the next node may take it
+                except (httpx.TimeoutException, TimeoutError):
+                    raise BackendError(
+                        grpc.StatusCode.DEADLINE_EXCEEDED,
+                        f"{where} did not answer within {timeout:g} s (node {address})",
+                    ) from None
+                except httpx.HTTPError as exc:
+                    raise BackendError(
+                        grpc.StatusCode.UNAVAILABLE,
+                        f"{where} failed at node {address}: {exc or type(exc).__name__}",
+                    ) from None
+                return _answer(where, address, response)
+        if opened and not refused:  # every node's circuit is open: the soonest to retry speaks
+            soonest = min(opened, key=lambda exc: exc.retry_in)
+            others = [exc.message for exc in opened if exc is not soonest]
+            raise CircuitOpen(soonest.message, soonest.retry_in, others)
+        refused += [exc.message for exc in opened]
         if refused:
             raise BackendError(
                 grpc.StatusCode.UNAVAILABLE,

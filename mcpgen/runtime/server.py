@@ -26,6 +26,7 @@ from starlette.routing import Route
 from mcpgen.runtime.arguments import InvalidArguments
 from mcpgen.runtime.auth import CALLER_KEY, Authenticator, AuthGuard, OpenAccess
 from mcpgen.runtime.gateway import CallContext, Gateway, UnknownTool, result_text
+from mcpgen.runtime.limits import DEFAULT_MAX_BODY, BodyLimit
 from mcpgen.runtime.policy import Caller, Denied
 from mcpgen.runtime.status import BackendError, http_status
 
@@ -49,6 +50,7 @@ class HttpOptions:
     allowed_origins: list[str] = field(default_factory=list)
     allowed_hosts: list[str] = field(default_factory=list)
     authenticator: Authenticator = field(default_factory=OpenAccess)
+    max_body: int = DEFAULT_MAX_BODY  # bytes of a request body (BodyLimit)
 
 
 class OriginGuard:
@@ -205,11 +207,20 @@ class RestFrontend:
         self.gateway = gateway
 
     def routes(self) -> list[Route]:
-        return [
+        routes = [
             Route("/mcp/tools", self.tools, methods=["GET"]),
             Route("/mcp/call", self.call, methods=["POST"]),
             Route("/health", self.health, methods=["GET"]),
         ]
+        render = next((o.render for o in self.gateway.observers if hasattr(o, "render")), None)
+        if render is not None:  # observe.Metrics: GET /metrics, open like /health
+
+            async def metrics(request: Request) -> Response:
+                body, content_type = render()
+                return Response(body, headers={"Content-Type": content_type})
+
+            routes.append(Route("/metrics", metrics, methods=["GET"]))
+        return routes
 
     async def tools(self, request: Request) -> Response:
         return JSONResponse({"tools": self.gateway.visible_tools(_caller(request))})
@@ -233,7 +244,7 @@ class RestFrontend:
 
         try:
             body = json.loads(await request.body())
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep to parse
             return error(400, f"request body is not JSON: {exc}", "BAD_REQUEST")
         if not isinstance(body, dict) or not isinstance(body.get("tool"), str):
             return error(400, 'expected {"tool": NAME, "input": {...}}', "BAD_REQUEST")
@@ -266,5 +277,8 @@ def http_app(frontend: McpFrontend, options: HttpOptions) -> Any:
         transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
         host=options.host,
         custom_starlette_routes=RestFrontend(frontend.gateway).routes(),
+        max_request_body_size=options.max_body,  # BodyLimit refuses larger bodies first
     )
-    return OriginGuard(AuthGuard(app, options.authenticator), options)
+    scopes = set().union(*frontend.gateway.policy.required.values())  # for the OAuth metadata
+    guarded = AuthGuard(app, options.authenticator, scopes=scopes)
+    return BodyLimit(OriginGuard(guarded, options), options.max_body)
