@@ -206,21 +206,34 @@ class Gateway:
             status = "INTERNAL"
             raise
         finally:
-            record = CallRecord(
-                trace_id=context.trace_id,
-                tool=name,
-                account=context.caller.account,
-                scopes_required=sorted(self.policy.required.get(name, ())),
-                allowed=denied is None,
-                denied_reason=denied,
-                duration_ms=(time.perf_counter() - started) * 1000,
-                status=status,
-                transport=context.transport,
-                backend=route["kind"],
-                traceparent=context.headers.get("traceparent"),
-            )
-            for observer in self.observers:
-                observer.finished(record)
+            if self.observers:
+                self._record(name, route, context, started, status, denied)
+
+    def _record(
+        self,
+        name: str,
+        route: dict[str, Any],
+        context: CallContext,
+        started: float,
+        status: str,
+        denied: str | None,
+    ) -> None:
+        """Hand the call's record to the observers (built only when someone observes)."""
+        record = CallRecord(
+            trace_id=context.trace_id,
+            tool=name,
+            account=context.caller.account,
+            scopes_required=sorted(self.policy.required.get(name, ())),
+            allowed=denied is None,
+            denied_reason=denied,
+            duration_ms=(time.perf_counter() - started) * 1000,
+            status=status,
+            transport=context.transport,
+            backend=route["kind"],
+            traceparent=context.headers.get("traceparent"),
+        )
+        for observer in self.observers:
+            observer.finished(record)
 
     async def _forward(
         self, name: str, route: dict[str, Any], arguments: Any, context: CallContext

@@ -22,7 +22,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from mcpgen.errors import UserError
 
@@ -50,6 +50,15 @@ class Caller:
 class Denied(Exception):
     """A call the policy refuses; nothing was sent to a backend."""
 
+    #: reason → the gRPC-style code a REST error names it by
+    CODES: ClassVar[dict[str, str]] = {
+        "unauthenticated": "UNAUTHENTICATED",
+        "scope": "PERMISSION_DENIED",
+        "rate_limit": "RESOURCE_EXHAUSTED",
+        "busy": "UNAVAILABLE",
+        "too_large": "INVALID_ARGUMENT",
+    }
+
     def __init__(
         self, reason: str, message: str, http_status: int, retry_after: float | None = None
     ) -> None:
@@ -58,6 +67,10 @@ class Denied(Exception):
         self.message = message
         self.http_status = http_status
         self.retry_after = retry_after
+
+    @property
+    def code(self) -> str:
+        return self.CODES.get(self.reason, "DENIED")
 
     def text(self) -> str:
         return f"PERMISSION_DENIED: {self.message}" if self.reason == "scope" else self.message

@@ -31,13 +31,6 @@ from mcpgen.runtime.policy import Caller, Denied
 from mcpgen.runtime.status import BackendError, http_status
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-DENIAL_CODES = {  # Denied.reason → the `code` of a REST error
-    "unauthenticated": "UNAUTHENTICATED",
-    "scope": "PERMISSION_DENIED",
-    "rate_limit": "RESOURCE_EXHAUSTED",
-    "busy": "UNAVAILABLE",
-    "too_large": "INVALID_ARGUMENT",
-}
 TRACE_RESPONSE_HEADER = "Mcp-Trace-Id"
 
 
@@ -255,8 +248,7 @@ class RestFrontend:
         except UnknownTool:
             return error(404, f"unknown tool {name!r}", "UNKNOWN_TOOL")
         except Denied as exc:
-            code = DENIAL_CODES.get(exc.reason, "DENIED")
-            return error(exc.http_status, exc.text(), code, exc.retry_after_header())
+            return error(exc.http_status, exc.text(), exc.code, exc.retry_after_header())
         except InvalidArguments as exc:
             return error(400, exc.text(name), "INVALID_ARGUMENTS", problems=exc.problems)
         except BackendError as exc:
