@@ -1,112 +1,440 @@
-"""The pipeline, start to end: config → sources → Catalog → schemas → tools → checks → bundle."""
+"""The pipeline, start to end: config → sources → tools planned → shards rendered → bundle.
+
+A build is cut into shards, one per proto package (go-micro: per registry service). The parent
+process reads the sources (compiling only what the cache lacks), chooses and names every tool
+from an outline of the services (names are decided for all tools at once, since collisions
+qualify them), then renders each shard: its catalog, schemas, checks, tools JSON, docs and
+models, from only the files that shard's services reach. Shards are independent, so large
+builds render them in worker processes (one per core, forked: they share the parent's
+descriptors), each writing its files straight into the new bundle folder; nothing holds the
+whole bundle in memory. A shard whose inputs are unchanged is copied from the build cache.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import gc
+import multiprocessing
+import os
 import time
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import orjson
+from google.protobuf import descriptor_pb2
+
+from mcpgen import __version__
+from mcpgen.cache import Cache, key_of, pack, unpack
 from mcpgen.config import Config
-from mcpgen.emit import Chunks, ToolJson, bundle_files, write_bundle
-from mcpgen.errors import Warnings
-from mcpgen.model import Catalog
+from mcpgen.contract import (
+    CATALOG,
+    SERVER,
+    BundleWriter,
+    DescriptorEntry,
+    Index,
+    Inputs,
+    ShardEntry,
+    ShardFiles,
+    descriptor_file,
+    digest,
+    module_name,
+    shard_stems,
+    write_file,
+)
+from mcpgen.emit import catalog_index, descriptor_shard, server_module, shard_files
+from mcpgen.errors import UserError, Warnings
+from mcpgen.model import Catalog, GoMicroBinding, Service
 from mcpgen.progress import Progress
 from mcpgen.schema import SchemaRenderer
-from mcpgen.sources import load_catalog
+from mcpgen.sources import (
+    classify_sources,
+    load_files,
+    outline_catalog,
+    registry_services,
+)
+from mcpgen.sources.descriptors import catalog_from_files
+from mcpgen.sources.gomicro import registry_catalog
 from mcpgen.tools import PlannedTool, plan_tools, render_tool
 from mcpgen.validate import validate_tools
+
+#: Below this many tools a build renders in its own process: forking costs more than it saves.
+PARALLEL_TOOLS = 1500
 
 
 @dataclass(slots=True)
 class BuildResult:
-    catalog: Catalog
-    tools: list[ToolJson]
-    files: dict[str, Chunks]
     out: Path
+    tools: list[str]  # tool names, by shard
+    services: int
+    skipped: int  # RPCs and endpoints found but made no tool of (each named in a warning)
+    shards: int
+    shards_cached: int
+    files_compiled: int  # .proto files protoc compiled; the others came from the cache
+    files_total: int
     seconds: float = 0.0
     warnings: Warnings = field(default_factory=Warnings)
 
-    def content(self, name: str) -> bytes:
-        """One file of the bundle as bytes (for tests and checks; large for big builds)."""
-        return b"".join(self.files[name])
-
-    @property
-    def services(self) -> int:
-        return len({t.route["service"] for t in self.tools})
-
-    @property
-    def skipped(self) -> int:
-        """RPCs and endpoints the build found but made no tool of (each named in a warning)."""
-        total = sum(len(s.methods) for s in self.catalog.services)
-        return total - len(self.tools) + len(self.catalog.skipped)
+    def summary(self, shown_out: str) -> str:
+        reused = ""
+        if self.shards_cached or self.files_total > self.files_compiled:
+            reused = (
+                f", cache: {self.shards_cached}/{self.shards} packages, "
+                f"{self.files_total - self.files_compiled}/{self.files_total} files"
+            )
+        return (
+            f"mcpgen: {len(self.tools)} tools from {self.services} services → {shown_out}/ "
+            f"({self.skipped} skipped{reused}, {self.seconds:.2f} s)"
+        )
 
 
-def _render_share(
-    catalog: Catalog, config: Config, share: list[PlannedTool], progress: Progress
-) -> list[ToolJson]:
-    """Render, check and serialize tools.
+@dataclass(slots=True)
+class ShardJob:
+    """One shard to render: its tools (already named) and the files its services reach."""
 
-    Serialized per tool, so that the manifest frame can be written around any set of tools.
-    (Splitting this between two forked processes was tried: copy-on-write of the shared catalog
-    doubled peak memory to 3.4 GB on googleapis and the run got slower, so it stays serial.)
-    """
-    renderer = SchemaRenderer(
-        catalog,
-        recursion_depth=config.recursion_depth,
-        portable_max_nodes=config.portable_max_nodes,
-    )
-    specs = []
-    for planned in share:
-        specs.append(render_tool(planned, config, renderer))
-        progress.count("tools rendered", len(specs), len(share))
-    progress.stage(f"checking {len(specs):,} tools")
-    validate_tools(
-        specs,
-        portable_inputs=config.schema_profile == "portable",
-        profile=config.profile,
-        server_name=config.server_name,
-    )
-    return [ToolJson.of(spec) for spec in specs]
+    name: str
+    files: ShardFiles
+    tools: list[tuple[str, str, str]]  # (tool name, service full name, method name)
+    closure: list[str]  # proto files the tools reach, dependencies first
+    exposed: list[str]  # of those, the files declaring the shard's services
+    key: str | None  # cache key; None: not cached
 
 
-def compile_bundle(
-    config: Config, warnings: Warnings | None = None, progress: Progress | None = None
+@dataclass(slots=True)
+class ShardOutcome:
+    name: str
+    digests: dict[str, str]
+    warnings: list[str]
+    services: list[str]
+    cached: bool
+
+
+@dataclass(slots=True)
+class _State:
+    """What every shard render needs; set before workers fork, so they inherit it."""
+
+    config: Config
+    files: dict[str, descriptor_pb2.FileDescriptorProto]
+    folder: Path
+    cache: Cache
+    catalog: Catalog | None = None  # the whole catalog, for builds with registries
+
+
+_STATE: _State | None = None
+
+
+def config_digest(config: Config) -> str:
+    """What of the config shapes the output (not where sources or the bundle are)."""
+    settings = dataclasses.asdict(config)
+    for where in ("sources", "import_paths", "out", "file"):
+        settings.pop(where)
+    return digest(key_of("config", orjson.dumps(settings, option=orjson.OPT_SORT_KEYS)).encode())
+
+
+def build(
+    config: Config,
+    warnings: Warnings | None = None,
+    progress: Progress | None = None,
+    cache: Cache | None = None,
+    workers: int | None = None,
 ) -> BuildResult:
-    """Run every stage in memory; nothing is written."""
+    """Build the bundle of `config` into `config.out`, replacing it only when all went well."""
+    global _STATE
     started = time.perf_counter()
-    warnings = warnings or Warnings()
+    warnings = warnings if warnings is not None else Warnings()
     progress = progress or Progress.silent()
-    progress.stage(f"compiling {len(config.sources)} source(s)")
-    catalog = load_catalog(config.sources, config.import_paths, warnings)
-    progress.stage(f"{len(catalog.files):,} files compiled")
-    planned = plan_tools(catalog, config, warnings)
-    tools = _render_share(catalog, config, planned, progress)
-    if config.models:
-        progress.stage(f"generating models.py for {len(tools):,} tools")
-    files = bundle_files(
-        tools,
-        catalog,
-        config.server_name,
-        config.server_version,
-        models=config.models,
-        profile=config.profile,
-    )
+    cache = cache or Cache.disabled()
+    progress.stage(f"reading {len(config.sources)} source(s)")
+    found = classify_sources(config.sources, config.import_paths)
+    registry = registry_services(found)
+    progress.stage(f"compiling {len(found.protos.names):,} .proto file(s)")
+    loaded = load_files(found, cache, warnings)
+    by_name = {f.name: f for f in loaded.files}
+    full: Catalog | None = None
+    if registry:  # registries are small and bind to proto services: one catalog for all
+        full = catalog_from_files(loaded.files, loaded.exposed, warnings)
+        outline = full = registry_catalog(registry, full, warnings)
+    else:
+        outline = outline_catalog(loaded.files, loaded.exposed)
+    progress.stage(f"{len(loaded.files):,} files read; planning tools")
+    planned = plan_tools(outline, config, warnings)
+    jobs = _jobs(planned, full, by_name, loaded.digests, config)
+    writer = BundleWriter(Path(config.out))
+    try:
+        _STATE = _State(config, by_name, writer.tmp, cache, full)
+        outcomes = list(_render_all(jobs, progress, workers))
+        progress.stage("writing descriptors and the index")
+        descriptors = _write_descriptors(jobs, loaded.files, by_name, loaded.digests, writer, cache)
+        for outcome in outcomes:
+            writer.digests |= outcome.digests
+            for warning in outcome.warnings:
+                if warning not in warnings.items:
+                    warnings.add(warning)
+        entries = [(j.name, j.files.docs, len(j.tools)) for j in jobs]
+        writer.write(CATALOG, [catalog_index(entries)])
+        writer.write(SERVER, [server_module(config.server_name, config.server_version)])
+        index = Index(
+            generator=f"mcpgen {__version__}",
+            shards={j.name: ShardEntry(sorted(t[0] for t in j.tools), j.files) for j in jobs},
+            descriptors=descriptors,
+            inputs=Inputs(
+                config=config_digest(config),
+                protos=loaded.proto_contents,
+                snapshots=loaded.snapshot_digests,
+                sources=sources_digest(loaded.exposed),
+            ),
+            profile=config.profile,
+        )
+        writer.commit(index)
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        _STATE = None
+    progress.clear()
+    total = sum(len(s.methods) for s in outline.services)
     return BuildResult(
-        catalog=catalog,
-        tools=tools,
-        files=files,
         out=Path(config.out),
+        tools=[t[0] for j in jobs for t in j.tools],
+        services=len({s for o in outcomes for s in o.services}),
+        skipped=total - len(planned) + len(outline.skipped),
+        shards=len(jobs),
+        shards_cached=sum(o.cached for o in outcomes),
+        files_compiled=loaded.compiled,
+        files_total=len(loaded.proto_contents),
         seconds=time.perf_counter() - started,
         warnings=warnings,
     )
 
 
-def build(
-    config: Config, warnings: Warnings | None = None, progress: Progress | None = None
-) -> BuildResult:
-    progress = progress or Progress.silent()
-    result = compile_bundle(config, warnings, progress)
-    progress.stage(f"writing {len(result.files)} files")
-    write_bundle(result.out, result.files)
-    progress.clear()
-    return result
+def sources_digest(exposed: set[str]) -> str:
+    """Which files are sources (their services become tools), as one digest."""
+    return digest("\n".join(sorted(exposed)).encode())
+
+
+def _shard_of(planned: PlannedTool) -> str:
+    binding = planned.service.binding
+    if isinstance(binding, GoMicroBinding):
+        return binding.service
+    return planned.service.package
+
+
+def _jobs(
+    planned: list[PlannedTool],
+    full: Catalog | None,
+    files: dict[str, descriptor_pb2.FileDescriptorProto],
+    digests: dict[str, str],
+    config: Config,
+) -> list[ShardJob]:
+    """The shards of a build, in name order, with their file names and cache keys."""
+    groups: dict[str, list[PlannedTool]] = {}
+    for p in planned:
+        groups.setdefault(_shard_of(p), []).append(p)
+    package_of = {f.name: f.package for f in files.values()}
+    stems = shard_stems([*groups, *package_of.values()])
+    modules: dict[str, str] = {}
+    settings = config_digest(config)
+    jobs = []
+    for name in sorted(groups):
+        tools = groups[name]
+        roots = sorted({_reached_file(p.service, full) for p in tools} - {""})
+        roots += sorted(_message_files(tools, full) - set(roots))
+        closure = _closure(roots, files)
+        stem = stems[name]
+        module = module_name(stem)
+        if module in modules.values():  # `a.b` and `a_b` would share a module name
+            module = f"{module}_{key_of(name)[:8]}"
+        modules[name] = module
+        shard_files = ShardFiles.of(stem, module if config.models else None)
+        plan = [(p.name, p.service.full_name, p.method.name) for p in tools]
+        key = None
+        if full is None:
+            key = key_of(
+                "shard", settings, name, orjson.dumps(shard_files.to_json()),
+                orjson.dumps(plan), *(f"{n}={digests.get(n, '')}" for n in closure),
+            )  # fmt: skip
+        exposed = sorted({p.service.file for p in tools})
+        jobs.append(ShardJob(name, shard_files, plan, closure, exposed, key))
+    return jobs
+
+
+def _reached_file(service: Service, full: Catalog | None) -> str:
+    return service.file
+
+
+def _message_files(tools: list[PlannedTool], full: Catalog | None) -> set[str]:
+    """Files defining the proto types of go-micro endpoints that the protos describe."""
+    if full is None:
+        return set()
+    found = set()
+    for p in tools:
+        if isinstance(p.service.binding, GoMicroBinding) and p.method.input_type:
+            for name in (p.method.input_type, p.method.output_type):
+                message = full.messages.get(name)
+                if message is not None:
+                    found.add(message.file)
+    return found
+
+
+def _closure(roots: list[str], files: dict[str, descriptor_pb2.FileDescriptorProto]) -> list[str]:
+    """`roots` and everything they import, dependencies first, ties by name."""
+    ordered: list[str] = []
+    done: set[str] = set()
+
+    def visit(name: str) -> None:
+        stack = [(name, iter(sorted(files[name].dependency)))]
+        done.add(name)
+        while stack:
+            current, deps = stack[-1]
+            for dep in deps:
+                if dep not in done and dep in files:
+                    done.add(dep)
+                    stack.append((dep, iter(sorted(files[dep].dependency))))
+                    break
+            else:
+                stack.pop()
+                ordered.append(current)
+
+    for root in sorted(roots):
+        if root not in done and root in files:
+            visit(root)
+    return ordered
+
+
+def _render_all(
+    jobs: list[ShardJob], progress: Progress, workers: int | None
+) -> Iterator[ShardOutcome]:
+    """Every shard's outcome, in job order; in worker processes when it pays."""
+    total_tools = sum(len(j.tools) for j in jobs)
+    count = workers if workers is not None else (os.cpu_count() or 1)
+    count = min(count, len(jobs))
+    done_tools = 0
+    if count <= 1 or total_tools < PARALLEL_TOOLS or (_STATE and _STATE.catalog is not None):
+        for job in jobs:
+            outcome = render_shard(job)
+            done_tools += len(job.tools)
+            progress.count("tools rendered", done_tools, total_tools)
+            yield outcome
+        return
+    gc.collect()
+    gc.freeze()  # the inherited objects stay put: copy-on-write pages stay shared
+    context = multiprocessing.get_context("fork")
+    results: dict[str, ShardOutcome] = {}
+    biggest_first = sorted(jobs, key=lambda j: -len(j.tools))
+    with ProcessPoolExecutor(max_workers=count, mp_context=context) as pool:
+        pending: dict[Future[ShardOutcome | BaseException], ShardJob] = {
+            pool.submit(_render_in_worker, job): job for job in biggest_first
+        }
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                job = pending.pop(future)
+                outcome = future.result()
+                if isinstance(outcome, BaseException):
+                    for other in pending:
+                        other.cancel()
+                    raise outcome
+                results[job.name] = outcome
+                done_tools += len(job.tools)
+                progress.count("tools rendered", done_tools, total_tools)
+    gc.unfreeze()
+    for job in jobs:
+        yield results[job.name]
+
+
+def _render_in_worker(job: ShardJob) -> ShardOutcome | BaseException:
+    """A worker's render: errors come back as values (a UserError keeps its message)."""
+    try:
+        return render_shard(job)
+    except UserError as exc:
+        return exc
+    except Exception as exc:  # a bug: the parent reports it as an internal error
+        return RuntimeError(f"rendering {job.name or '(no package)'} failed: {exc!r}")
+
+
+def render_shard(job: ShardJob) -> ShardOutcome:
+    """Render one shard into the bundle folder (or copy it from the cache)."""
+    state = _STATE
+    assert state is not None
+    if job.key is not None:
+        cached = _from_cache(job, state)
+        if cached is not None:
+            return cached
+    warnings = Warnings()
+    catalog = state.catalog
+    if catalog is None:
+        files = [state.files[n] for n in job.closure]
+        catalog = catalog_from_files(files, set(job.exposed), warnings)
+    methods = {(s.full_name, m.name): (s, m) for s in catalog.services for m in s.methods}
+    planned = [PlannedTool(*methods[svc, method], name) for name, svc, method in job.tools]
+    renderer = SchemaRenderer(
+        catalog,
+        recursion_depth=state.config.recursion_depth,
+        portable_max_nodes=state.config.portable_max_nodes,
+    )
+    specs = [render_tool(p, state.config, renderer) for p in planned]
+    validate_tools(
+        specs,
+        portable_inputs=state.config.schema_profile == "portable",
+        profile=state.config.profile,
+        server_name=state.config.server_name,
+    )
+    specs.sort(key=lambda s: s.name)
+    digests: dict[str, str] = {}
+    blobs: list[tuple[str, bytes]] = []
+    for name, chunks in shard_files(job.name, specs, job.files, catalog):
+        digests[name] = write_file(state.folder, name, chunks)
+        if job.key is not None:
+            blobs.append((name, b"".join(chunks)))
+    services = sorted({s.route["service"] for s in specs})
+    if job.key is not None:
+        meta = orjson.dumps({"warnings": warnings.items, "services": services})
+        state.cache.put("shard", job.key, pack([("", meta), *blobs]))
+    return ShardOutcome(job.name, digests, warnings.items, services, cached=False)
+
+
+def _from_cache(job: ShardJob, state: _State) -> ShardOutcome | None:
+    payload = state.cache.get("shard", job.key or "")
+    entries = unpack(payload) if payload is not None else None
+    if not entries or entries[0][0] != "" or {n for n, _ in entries[1:]} != set(job.files.names()):
+        return None
+    try:
+        meta = orjson.loads(entries[0][1])
+        warnings, services = list(meta["warnings"]), list(meta["services"])
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return None
+    digests = {name: write_file(state.folder, name, [blob]) for name, blob in entries[1:]}
+    return ShardOutcome(job.name, digests, warnings, services, cached=True)
+
+
+def _write_descriptors(
+    jobs: list[ShardJob],
+    ordered: list[descriptor_pb2.FileDescriptorProto],
+    files: dict[str, descriptor_pb2.FileDescriptorProto],
+    digests: dict[str, str],
+    writer: BundleWriter,
+    cache: Cache,
+) -> dict[str, DescriptorEntry]:
+    """One FileDescriptorSet per proto package of the files the tools reach."""
+    needed = {n for j in jobs for n in j.closure}
+    if not needed:
+        return {}
+    groups: dict[str, list[descriptor_pb2.FileDescriptorProto]] = {}
+    for f in ordered:  # dependencies first
+        if f.name in needed:
+            groups.setdefault(f.package, []).append(f)
+    package_of = {f.name: f.package for f in files.values()}
+    stems = shard_stems([*(j.name for j in jobs), *package_of.values()])
+    entries: dict[str, DescriptorEntry] = {}
+    for package, members in sorted(groups.items()):
+        name = descriptor_file(stems[package])
+        key = key_of("descriptors", *(f"{f.name}={digests.get(f.name, '')}" for f in members))
+        data = cache.get("descriptors", key) if all(f.name in digests for f in members) else None
+        if data is None:
+            data = descriptor_shard(members)
+            cache.put("descriptors", key, data)
+        writer.write(name, [data])
+        imports = {package_of[d] for f in members for d in f.dependency if d in package_of}
+        entries[package] = DescriptorEntry(name, sorted(imports - {package}))
+    return entries

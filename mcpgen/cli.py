@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 import click
 
 from mcpgen import __version__
+from mcpgen.cache import ENV, Cache, default_dir
 from mcpgen.config import CLIENT_PROFILES, Config, load_config
 from mcpgen.diff import command as diff_command
 from mcpgen.errors import UserError, Warnings
@@ -40,7 +40,12 @@ def build_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--profile", type=click.Choice(CLIENT_PROFILES), default=None,
                      help="Write inputSchemas this client accepts (default: portable, which "
                      "all major ones do)."),
-        click.option("--no-models", "no_models", is_flag=True, help="Do not write models.py."),
+        click.option("--no-models", "no_models", is_flag=True,
+                     help="Do not write the models/ modules."),
+        click.option("--cache-dir", default=None, metavar="DIR",
+                     help=f"Build cache folder (default: ${ENV}, else ~/.cache/mcpgen)."),
+        click.option("--no-cache", "no_cache", is_flag=True,
+                     help="Neither read nor write the build cache."),
         click.option("-q", "--quiet", is_flag=True, help="Print errors only."),
     ]  # fmt: skip
     for option in reversed(options):
@@ -70,6 +75,12 @@ def _config(
     return config
 
 
+def _cache(cache_dir: str | None, no_cache: bool) -> Cache:
+    if no_cache:
+        return Cache.disabled()
+    return Cache(Path(cache_dir) if cache_dir else default_dir())
+
+
 def _print_warnings(warnings: Warnings, quiet: bool) -> None:
     if not quiet:
         for warning in warnings.items:
@@ -79,74 +90,98 @@ def _print_warnings(warnings: Warnings, quiet: bool) -> None:
 @main.command()
 @build_options
 @_guarded
-def build(quiet: bool, **options: Any) -> None:
+def build(quiet: bool, cache_dir: str | None, no_cache: bool, **options: Any) -> None:
     """Build SOURCES (.proto files, folders, descriptor sets, registry snapshots) into a bundle."""
     from mcpgen.build import build as run_build
 
     warnings = Warnings()
     progress = Progress(enabled=False if quiet else None)  # on a terminal only
     try:
-        result = run_build(_config(**options), warnings, progress)
+        result = run_build(_config(**options), warnings, progress, _cache(cache_dir, no_cache))
     finally:
         progress.clear()
         _print_warnings(warnings, quiet)
     if not quiet:
-        click.echo(
-            f"mcpgen: {len(result.tools)} tools from {result.services} services "
-            f"→ {_shown(result.out)}/ ({result.skipped} skipped, {result.seconds:.2f} s)",
-            err=True,
-        )
+        click.echo(result.summary(_shown(result.out)), err=True)
 
 
 @main.command()
 @build_options
 @_guarded
-def check(quiet: bool, **options: Any) -> None:
-    """Exit 0 if OUT is exactly what `build` would write; else 1 and what differs."""
-    from mcpgen.build import compile_bundle
-    from mcpgen.check import compare, report
+def check(quiet: bool, cache_dir: str | None, no_cache: bool, **options: Any) -> None:
+    """Exit 0 if OUT is exactly what `build` would write; else 1 and what differs.
+
+    An unchanged tree is decided from the digests the bundle records, without rendering;
+    anything else is built into a temporary folder and compared file by file."""
+    from mcpgen.check import check as run_check
 
     warnings = Warnings()
+    progress = Progress(enabled=False if quiet else None)
     try:
-        result = compile_bundle(_config(**options), warnings)
+        verdict = run_check(_config(**options), warnings, progress, _cache(cache_dir, no_cache))
     finally:
+        progress.clear()
         _print_warnings(warnings, quiet)
-    staleness = compare(result)
-    shown = _shown(result.out)
-    if staleness.stale:
-        click.echo(report(staleness, shown), err=True)
+    shown = _shown(verdict.out)
+    if verdict.stale:
+        click.echo(verdict.report(shown), err=True)
         click.echo(
             "hint: run `mcpgen build` with the same arguments and commit the bundle", err=True
         )
         sys.exit(1)
     if not quiet:
-        click.echo(f"mcpgen: {shown}/ is up to date ({len(result.tools)} tools)", err=True)
+        how = "from its digests" if verdict.by_digest else "compared file by file"
+        click.echo(f"mcpgen: {shown}/ is up to date ({verdict.tools} tools, {how})", err=True)
 
 
 @main.command("tools")
 @click.argument("bundle", default="mcp_bundle")
+@click.option("--json", "as_json", is_flag=True,
+              help='Print {"tools": [...], "routes": {...}} for the whole bundle.')
 @_guarded
-def list_tools(bundle: str) -> None:
+def list_tools(bundle: str, as_json: bool) -> None:
     """List the tools of BUNDLE (default: mcp_bundle)."""
+    from mcpgen.contract import open_bundle
+
+    view = open_bundle(bundle)
+    if as_json:
+        _print_json(view)
+        return
     from mcpgen.templating import render
 
-    path = Path(bundle)
-    manifest_path = path / "manifest.json" if path.is_dir() else path
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        tools = manifest["tools"]
-    except FileNotFoundError as exc:
-        raise UserError(f"no manifest at {manifest_path}", hint="run `mcpgen build` first") from exc
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise UserError(f"{manifest_path} is not an mcpgen manifest") from exc
-    inputs = {}
-    for tool in tools:
+    click.echo(f"{view.index.tool_count} tool(s) in {bundle} ({view.index.generator})")
+    tools = []
+    for tool, route in view.tools():
         schema = tool.get("inputSchema", {})
         required = set(schema.get("required", []))
-        inputs[tool["name"]] = ", ".join(
+        inputs = ", ".join(
             name + ("*" if name in required else "") for name in schema.get("properties", {})
         )
-    click.echo(render("tools.txt.j2", manifest=manifest, bundle=bundle, inputs=inputs), nl=False)
+        tools.append((tool, route, inputs))
+        if len(tools) == 1000:  # a screenful at a time, not the whole bundle in memory
+            click.echo(render("tools.txt.j2", tools=tools), nl=False)
+            tools = []
+    if tools:
+        click.echo(render("tools.txt.j2", tools=tools), nl=False)
+
+
+def _print_json(view: Any) -> None:
+    """The whole bundle as one JSON document, written tool by tool (shards stay on disk)."""
+    import orjson
+
+    out = sys.stdout.buffer
+    routes: dict[str, Any] = {}
+    out.write(b'{"tools": [')
+    first = True
+    for tool, route in view.tools():
+        out.write(b"\n  " if first else b",\n  ")
+        out.write(orjson.dumps(tool))
+        routes[tool["name"]] = route.to_json()
+        first = False
+    out.write(b'\n], "routes": ' if not first else b'], "routes": ')
+    out.write(orjson.dumps(routes))
+    out.write(b"}\n")
+    out.flush()
 
 
 def _shown(path: Path) -> str:

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mcpgen.contract import CLIENT_PROFILES
 from mcpgen.errors import UserError
 
 SCHEMA_PROFILES = ("portable", "full")
-#: Clients a build can target (`--profile`): inputSchemas that client accepts, and lint rules.
-CLIENT_PROFILES = ("claude", "openai", "openai-strict", "gemini", "cursor")
+
 NAME_FIELDS = {"service", "method", "package", "full_service"}
 ANNOTATION_KEYS = {
     "readOnlyHint": bool,

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote
 
 import click
 
-from mcpgen.errors import UserError, guarded
+from mcpgen.contract import BundleView, open_bundle
+from mcpgen.errors import guarded
 
 Kind = Literal["breaking", "compatible"]
 Side = Literal["input", "output"]
@@ -90,87 +90,22 @@ class Change:
 
 
 def load_manifest(spec: str) -> dict[str, Any]:
-    """Read a manifest.json, a bundle folder, or `REV:PATH` from git; a path on disk wins."""
-    path = Path(spec)
-    if path.is_dir():
-        path = path / "manifest.json"
-        if not path.is_file():
-            raise UserError(f"{spec} holds no manifest.json", hint="run `mcpgen build` first")
-    if path.exists():
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise UserError(f"cannot read {spec}: {exc.strerror}") from exc
-        return _parse_manifest(data, spec)
-    rev, colon, inner = spec.partition(":")
-    if colon and rev:
-        return _parse_manifest(_git_blob(rev, inner), spec)
-    raise UserError(
-        f"no such file or folder: {spec}",
-        hint="give a manifest.json, a bundle folder, or a git revision and path (main:mcp_bundle)",
-    )
+    """The tools and routes of a bundle folder, its manifest.json, or `REV:PATH` from git (a
+    path on disk wins), as one document; version-1 bundles are read too, so that the first
+    pull request after upgrading mcpgen still gets a diff against the committed bundle."""
+    return manifest_of(open_bundle(spec, git_revisions=True))
 
 
-def _git_blob(rev: str, inner: str) -> bytes:
-    """The bytes of `rev:inner` (its manifest.json when it is a folder), run in the cwd."""
-    unknown = UserError(
-        f"unknown git revision {rev!r}", hint="check the name with `git log --oneline`"
-    )
-    if rev.startswith("-"):
-        raise unknown
-    _git("rev-parse", "--verify", "--quiet", f"{rev}^{{tree}}", failure=unknown)
-    name = f"{rev}:{inner}"
-    if _git("cat-file", "-t", name, failure=_not_in_git(name)).strip() == b"tree":
-        name = f"{rev}:{inner.rstrip('/')}/manifest.json" if inner else f"{rev}:manifest.json"
-    return _git("cat-file", "blob", name, failure=_not_in_git(name))
-
-
-def _not_in_git(name: str) -> UserError:
-    return UserError(
-        f"{name} does not exist in git",
-        hint="paths after `REV:` are relative to the repository root (or start with ./)",
-    )
-
-
-def _git(*args: str, failure: UserError) -> bytes:
-    """Run git in the current directory; `failure` is the error when it refuses."""
-    try:
-        done = subprocess.run(["git", *args], capture_output=True, check=False)
-    except FileNotFoundError as exc:
-        raise UserError("git is not installed", hint="install git to compare revisions") from exc
-    if done.returncode == 0:
-        return done.stdout
-    if b"not a git repository" in done.stderr:
-        raise UserError(
-            f"{Path.cwd()} is not in a git repository",
-            hint="run mcpgen diff inside the repository, or pass manifest files",
-        )
-    raise failure
-
-
-def _parse_manifest(data: bytes, spec: str) -> dict[str, Any]:
-    try:
-        manifest = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{spec} is not JSON: {exc}") from exc
-    if not isinstance(manifest, dict) or "manifestVersion" not in manifest:
-        raise UserError(
-            f"{spec} is not an mcpgen manifest (no manifestVersion)",
-            hint="pass the manifest.json that `mcpgen build` writes, or its bundle folder",
-        )
-    if manifest["manifestVersion"] != 1:
-        raise UserError(
-            f"{spec} has manifestVersion {manifest['manifestVersion']!r}; this mcpgen reads 1",
-            hint="compare manifests written by the same major version of mcpgen",
-        )
-    tools = manifest.get("tools")
-    if not isinstance(tools, list) or not all(
-        isinstance(t, dict) and isinstance(t.get("name"), str) for t in tools
-    ):
-        raise UserError(f"{spec} is not an mcpgen manifest: `tools` is not a list of named tools")
-    if not isinstance(manifest.get("routes", {}), dict):
-        raise UserError(f"{spec} is not an mcpgen manifest: `routes` is not an object")
-    return manifest
+def manifest_of(view: BundleView, shards: Iterable[str] | None = None) -> dict[str, Any]:
+    """`{"tools": [...], "routes": {...}}` of a bundle (or of some of its shards)."""
+    tools: list[dict[str, Any]] = []
+    routes: dict[str, Any] = {}
+    names = sorted(view.index.shards if shards is None else shards)
+    for name in names:
+        shard = view.shard(name)
+        tools += shard.tools
+        routes |= {n: r.to_json() for n, r in shard.routes.items()}
+    return {"tools": tools, "routes": routes}
 
 
 # ---- comparing -------------------------------------------------------------------------------

@@ -13,14 +13,14 @@ import json
 import re
 import sys
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import click
 
-from mcpgen.config import CLIENT_PROFILES
-from mcpgen.errors import UserError, guarded
+from mcpgen.contract import CLIENT_PROFILES, BundleView, open_bundle
+from mcpgen.errors import guarded
 
 ALL = "all"
 ERROR, WARNING = "error", "warning"
@@ -262,18 +262,24 @@ def lint_tools(
 # ---- the command -----------------------------------------------------------------------------
 
 
-def _read_manifest(bundle: Path) -> tuple[dict[str, Any], Path]:
-    """The manifest of a bundle folder or manifest file, and the bundle's folder."""
-    path = bundle / "manifest.json" if bundle.is_dir() else bundle
-    try:
-        manifest = json.loads(path.read_bytes())
-    except FileNotFoundError:
-        raise UserError(f"no manifest at {path}", hint="run `mcpgen build` first") from None
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path} is not readable JSON: {exc}") from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("tools"), list):
-        raise UserError(f"{path} is not an mcpgen manifest (no `tools` list)")
-    return manifest, path.parent
+def lint_bundle(view: BundleView, profile: str, server: str) -> list[Violation]:
+    """Every violation of a bundle for one profile, shard by shard; paths name the shard file
+    and point into it (`tools/acme.v1.json#/tools/3/inputSchema/...`)."""
+    rules = RULES[profile]
+    found: list[Violation] = []
+    for name in sorted(view.index.shards):
+        shard_file = view.index.shards[name].files.tools
+        for i, tool in enumerate(view.shard(name).tools):
+            for v in tool_violations(tool, rules, server, ["tools", i]):
+                found.append(replace(v, path=f"{shard_file}#{v.path}"))
+    count = view.index.tool_count
+    if rules.max_tools is not None and count > rules.max_tools:
+        message = f"{rules.client} allows at most {rules.max_tools} tools; this has {count}"
+        found.append(Violation(profile, None, "/", message))
+    if rules.warn_tools is not None and count > rules.warn_tools:
+        message = f"{rules.client} warns above {rules.warn_tools} tools; this has {count}"
+        found.append(Violation(profile, None, "/", message, WARNING))
+    return found
 
 
 @click.command("lint")
@@ -306,12 +312,14 @@ def command(
     """
     from mcpgen.runtime.cli import ServerIdentity
 
-    manifest, folder = _read_manifest(bundle)
-    built_for = manifest.get("profile")
+    view = open_bundle(bundle)
+    view.require_current("lints")
+    folder = view.storage.path("") or bundle
+    built_for = view.index.profile
     chosen = list(profiles) or ([built_for] if built_for in RULES else [ALL])
     names = list(CLIENT_PROFILES) if ALL in chosen else list(dict.fromkeys(chosen))
     server = server_name or ServerIdentity.of_bundle(folder).name
-    found = [v for p in names for v in lint_tools(manifest["tools"], p, server)]
+    found = [v for p in names for v in lint_bundle(view, p, server)]
     errors = sum(v.severity == ERROR for v in found)
     if output_format == "json":
         document = {
@@ -326,7 +334,7 @@ def command(
         for violation in found:
             click.echo(str(violation))
         click.echo(
-            f"mcpgen lint: {len(manifest['tools'])} tools, {', '.join(names)}: "
+            f"mcpgen lint: {view.index.tool_count} tools, {', '.join(names)}: "
             f"{errors} error(s), {len(found) - errors} warning(s)",
             err=True,
         )

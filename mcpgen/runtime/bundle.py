@@ -1,6 +1,7 @@
 """A bundle as the server sees it: the tools to list, their routes, and the protobuf types.
 
-The manifest is read once. The FileDescriptorSet becomes a descriptor pool with dynamic message
+The index and every shard are read once (through `mcpgen.contract`). The descriptor shards
+become a descriptor pool with dynamic message
 classes (no generated `_pb2` modules). The precise input schema of each tool, which the
 server validates arguments against, is rendered on first use from the same descriptors by the
 same renderer the compiler uses, so the server checks exactly what the build promised.
@@ -8,7 +9,6 @@ same renderer the compiler uses, so the server checks exactly what the build pro
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -18,14 +18,12 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.descriptor import Descriptor, MethodDescriptor
 from google.protobuf.message import DecodeError, Message
 
+from mcpgen.contract import INDEX, BundleView, GoMicroRoute, GrpcRoute, Route, open_bundle
 from mcpgen.errors import UserError, Warnings
 from mcpgen.model import Catalog
 from mcpgen.runtime.validation import SchemaValidator, validator_for
 from mcpgen.schema import SchemaRenderer
 from mcpgen.sources.descriptors import catalog_from_files
-
-MANIFEST = "manifest.json"
-DESCRIPTORS = "descriptors.binpb"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,71 +47,90 @@ class GrpcMethod:
 
 
 class Bundle:
-    """The tools of a bundle folder, in manifest order (sorted by name)."""
+    """The tools of a bundle folder, sorted by name, read through `mcpgen.contract`."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        manifest_path = folder / MANIFEST
-        try:
-            manifest = json.loads(manifest_path.read_bytes())
-        except FileNotFoundError:
+        if not (folder / INDEX).is_file():
             raise UserError(
-                f"{manifest_path} does not exist",
+                f"{folder / INDEX} does not exist",
                 hint="point the server at a folder written by `mcpgen build`",
-            ) from None
-        except (OSError, ValueError) as exc:
-            raise UserError(
-                f"{manifest_path} is not a readable manifest: {exc}",
-                hint="rebuild the bundle with `mcpgen build`",
-            ) from None
-        if not isinstance(manifest, dict) or manifest.get("manifestVersion") != 1:
-            raise UserError(
-                f"{manifest_path} is not an mcpgen manifest of version 1",
-                hint="rebuild the bundle with this version of mcpgen",
             )
-        self.tools: list[dict[str, Any]] = manifest["tools"]
-        self.routes: dict[str, dict[str, Any]] = manifest["routes"]
+        view = open_bundle(folder)
+        view.require_current("serves")
+        self.index = view.index
+        tools: list[dict[str, Any]] = []
+        self.routes: dict[str, Route] = {}
+        for tool, route in view.tools():
+            tools.append(tool)
+            self.routes[tool["name"]] = route
+        self.tools = sorted(tools, key=lambda t: t["name"])
         #: the client profile the inputSchemas were built for (`mcpgen build --profile`)
-        self.profile: str | None = manifest.get("profile")
+        self.profile: str | None = view.index.profile
         self.by_name = {tool["name"]: tool for tool in self.tools}
         self.aliases = go_micro_aliases(self.routes)
         self._files: list[descriptor_pb2.FileDescriptorProto] = []
         self._pool = descriptor_pool.DescriptorPool()
-        if any(r["kind"] == "grpc" or "request" in r for r in self.routes.values()):
-            self._load_descriptors(folder / DESCRIPTORS)
+        if view.index.descriptors:
+            self._load_descriptors(view)
         self._methods: dict[str, GrpcMethod] = {}
         self._input_schemas: dict[str, dict[str, Any]] = {}
         self._validators: dict[str, SchemaValidator] = {}
         self._strict_validators: dict[str, SchemaValidator] = {}
 
-    def _load_descriptors(self, path: Path) -> None:
-        try:
-            fds = descriptor_pb2.FileDescriptorSet.FromString(path.read_bytes())
-            for f in fds.file:  # dependencies first, as the build writes them
-                self._pool.Add(f)
-        except FileNotFoundError:
-            raise UserError(
-                f"{path} does not exist; the bundle's gRPC tools need it",
-                hint="rebuild the bundle with `mcpgen build`",
-            ) from None
-        except (DecodeError, TypeError, ValueError) as exc:
-            raise UserError(f"{path} is not a valid descriptor set: {exc}") from None
-        self._files = list(fds.file)
+    def _load_descriptors(self, view: BundleView) -> None:
+        """Every descriptor shard, its files added to the pool imports first."""
+        files: dict[str, descriptor_pb2.FileDescriptorProto] = {}
+        for _, entry in sorted(view.index.descriptors.items()):
+            try:
+                fds = descriptor_pb2.FileDescriptorSet.FromString(view.storage.read(entry.file))
+            except DecodeError as exc:
+                raise UserError(
+                    f"{self.folder / entry.file} is not a valid descriptor set: {exc}",
+                    hint="rebuild the bundle with `mcpgen build`",
+                ) from None
+            for f in fds.file:
+                files.setdefault(f.name, f)
+        added: set[str] = set()
+
+        def add(name: str) -> None:
+            stack = [name]
+            while stack:
+                current = stack[-1]
+                missing = [d for d in files[current].dependency if d in files and d not in added]
+                if missing:
+                    stack.append(missing[0])
+                    continue
+                stack.pop()
+                if current not in added:
+                    added.add(current)
+                    try:
+                        self._pool.Add(files[current])
+                    except (TypeError, ValueError) as exc:
+                        raise UserError(
+                            f"{self.folder}: descriptors of {current} do not load: {exc}",
+                            hint="rebuild the bundle with `mcpgen build`",
+                        ) from None
+                    self._files.append(files[current])
+
+        for name in sorted(files):
+            add(name)
 
     def grpc_method(self, tool: str) -> GrpcMethod:
         found = self._methods.get(tool)
         if found is None:
             route = self.routes[tool]
+            assert isinstance(route, GrpcRoute)
             method: MethodDescriptor = self._pool.FindMethodByName(
-                f"{route['service']}.{route['method']}"
+                f"{route.service}.{route.method}"
             )
             found = GrpcMethod(
-                path=route["path"],
-                streaming=route["streaming"],
-                service=route["service"],
+                path=route.path,
+                streaming=route.streaming,
+                service=route.service,
                 input_class=message_factory.GetMessageClass(method.input_type),
                 output_class=message_factory.GetMessageClass(method.output_type),
-                nodes=tuple(route.get("nodes", ())),
+                nodes=route.nodes or (),
             )
             self._methods[tool] = found
         return found
@@ -134,11 +151,11 @@ class Bundle:
         schema = self._input_schemas.get(tool)
         if schema is None:
             route = self.routes[tool]
-            if route["kind"] == "grpc":
+            if isinstance(route, GrpcRoute):
                 method = self.grpc_method(tool)
                 schema = self._renderer.precise(method.input_descriptor.full_name, output=False)
-            elif "request" in route:
-                schema = self._renderer.precise(route["request"], output=False)
+            elif route.request is not None:
+                schema = self._renderer.precise(route.request, output=False)
             else:
                 schema = self.by_name[tool]["inputSchema"]
             self._input_schemas[tool] = schema
@@ -154,7 +171,7 @@ class Bundle:
     def strict_inputs(self) -> bool:
         """Built for OpenAI strict mode: arguments must match the manifest's inputSchema first
         (see `arguments.strict_arguments`)."""
-        return self.profile == "openai-strict"
+        return self.index.strict_inputs
 
     def strict_validator(self, tool: str) -> SchemaValidator:
         """The validator of a tool's inputSchema as the manifest has it (for strict bundles)."""
@@ -165,12 +182,12 @@ class Bundle:
         return validator
 
 
-def go_micro_aliases(routes: dict[str, dict[str, Any]]) -> dict[str, str]:
+def go_micro_aliases(routes: dict[str, Route]) -> dict[str, str]:
     """go-micro gateway tool names (`users.Users.Get`, `users_Users_Get`) → tool names."""
     aliases: dict[str, str] = {}
     for tool, route in sorted(routes.items()):
-        if route["kind"] == "go-micro":
-            dotted = f"{route['service']}.{route['endpoint']}"
+        if isinstance(route, GoMicroRoute):
+            dotted = f"{route.service}.{route.endpoint}"
             for alias in (dotted, dotted.replace(".", "_")):
                 if alias not in routes:
                     aliases.setdefault(alias, tool)

@@ -142,19 +142,30 @@ class ServerIdentity:
     @classmethod
     def of_bundle(cls, folder: Path) -> ServerIdentity:
         """The name and version the build wrote into server.py (read as data, never run)."""
-        values = {"SERVER_NAME": DEFAULT_NAME, "SERVER_VERSION": "0.0.0"}
+        values: dict[str, str | None] = {"SERVER_NAME": DEFAULT_NAME, "SERVER_VERSION": None}
         try:
             tree = ast.parse((folder / "server.py").read_text(encoding="utf-8"))
         except (OSError, SyntaxError, ValueError):
-            return cls(values["SERVER_NAME"], values["SERVER_VERSION"])
+            return cls.resolved(DEFAULT_NAME, None, folder)
         for node in tree.body:
             if isinstance(node, ast.Assign) and len(node.targets) == 1:
                 target = node.targets[0]
                 if isinstance(target, ast.Name) and target.id in values:
                     value = node.value
-                    if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                    if isinstance(value, ast.Constant) and isinstance(value.value, str | None):
                         values[target.id] = value.value
-        return cls(values["SERVER_NAME"], values["SERVER_VERSION"])
+        return cls.resolved(values["SERVER_NAME"] or DEFAULT_NAME, values["SERVER_VERSION"], folder)
+
+    @classmethod
+    def resolved(cls, name: str, version: str | None, folder: Path) -> ServerIdentity:
+        """A server.py without a fixed version names its bundle by a digest of the index."""
+        if version is None:
+            from mcpgen import __version__
+            from mcpgen.contract import INDEX, file_digest
+
+            found = file_digest(folder / INDEX) or "sha256:unknown"
+            version = f"{__version__}+{found.removeprefix('sha256:')[:12]}"
+        return cls(name, version)
 
 
 def make_frontend(folder: Path, identity: ServerIdentity, flags: dict[str, Any]) -> Any:
@@ -178,7 +189,7 @@ def make_frontend(folder: Path, identity: ServerIdentity, flags: dict[str, Any])
     breakers = Breakers(flags["breaker_failures"], flags["breaker_cooldown"])
     backends = GrpcBackends(config, breakers)
     micro = None
-    if any(route["kind"] == "go-micro" for route in bundle.routes.values()):
+    if any(route.kind == "go-micro" for route in bundle.routes.values()):
         from mcpgen.runtime.mucp_backend import MucpBackends
 
         micro = MucpBackends(config, breakers)  # --backend users=HOST:PORT replaces the nodes
@@ -321,7 +332,7 @@ async def _serve_stdio(frontend: Any, gateway: Any) -> None:
         await gateway.close()
 
 
-def serve_bundle(folder: Path, name: str = DEFAULT_NAME, version: str = "0.0.0") -> None:
+def serve_bundle(folder: Path, name: str = DEFAULT_NAME, version: str | None = None) -> None:
     """Entry point of a generated server.py: parse the flags and serve `folder`."""
 
     @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -329,6 +340,6 @@ def serve_bundle(folder: Path, name: str = DEFAULT_NAME, version: str = "0.0.0")
     @guarded
     def command(**flags: Any) -> None:
         """Serve this bundle's tools over MCP, forwarding each call to its backend."""
-        run_server(folder, ServerIdentity(name, version), **flags)
+        run_server(folder, ServerIdentity.resolved(name, version, folder), **flags)
 
     command(prog_name=f"python {folder.name}/server.py")

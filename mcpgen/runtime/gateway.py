@@ -19,6 +19,7 @@ import grpc
 import orjson
 from google.protobuf import json_format
 
+from mcpgen.contract import GoMicroRoute, Route
 from mcpgen.runtime.arguments import (
     InvalidArguments,
     build_request,
@@ -212,7 +213,7 @@ class Gateway:
     def _record(
         self,
         name: str,
-        route: dict[str, Any],
+        route: Route,
         context: CallContext,
         started: float,
         status: str,
@@ -229,14 +230,14 @@ class Gateway:
             duration_ms=(time.perf_counter() - started) * 1000,
             status=status,
             transport=context.transport,
-            backend=route["kind"],
+            backend=route.kind,
             traceparent=context.headers.get("traceparent"),
         )
         for observer in self.observers:
             observer.finished(record)
 
     async def _forward(
-        self, name: str, route: dict[str, Any], arguments: Any, context: CallContext
+        self, name: str, route: Route, arguments: Any, context: CallContext
     ) -> dict[str, Any]:
         if arguments is not None and not isinstance(arguments, dict):
             raise InvalidArguments([f"at /: expected an object, got {type(arguments).__name__}"])
@@ -244,12 +245,8 @@ class Gateway:
             check_size(arguments, self.options.max_argument_bytes, self.options.max_depth)
         if self.bundle.strict_inputs:
             arguments = strict_arguments(arguments or {}, self.bundle.strict_validator(name))
-        if route["kind"] == "go-micro":
+        if isinstance(route, GoMicroRoute):
             return await self._call_micro(name, route, arguments or {}, context)
-        if route["kind"] != "grpc":
-            raise BackendError(
-                grpc.StatusCode.UNIMPLEMENTED, f"routes of kind {route['kind']} are not served"
-            )
         method = self.bundle.grpc_method(name)
         request = build_request(arguments, method.input_class, self.bundle.input_validator(name))
         timeout = self.options.tool_timeouts.get(name, self.options.timeout)
@@ -268,7 +265,7 @@ class Gateway:
         return response_json(response)
 
     async def _call_micro(
-        self, name: str, route: dict[str, Any], arguments: dict[str, Any], context: CallContext
+        self, name: str, route: GoMicroRoute, arguments: dict[str, Any], context: CallContext
     ) -> dict[str, Any]:
         """A go-micro endpoint over mucp. With the protos, the request is checked and written
         as protojson and the answer read back through its type; from a registry alone, the
@@ -277,14 +274,12 @@ class Gateway:
             raise BackendError(grpc.StatusCode.UNIMPLEMENTED, "go-micro forwarding is off")
         validator = self.bundle.input_validator(name)
         output_class = None
-        if "request" in route:
-            request = build_request(
-                arguments, self.bundle.message_class(route["request"]), validator
-            )
+        if route.request is not None and route.response is not None:
+            request = build_request(arguments, self.bundle.message_class(route.request), validator)
             body: dict[str, Any] = json_format.MessageToDict(
                 request, descriptor_pool=request.DESCRIPTOR.file.pool
             )
-            output_class = self.bundle.message_class(route["response"])
+            output_class = self.bundle.message_class(route.response)
         else:  # the manifest's schema is the only one; a strict bundle checked it already
             strict = self.bundle.strict_inputs
             problems = [] if strict else validate_arguments(arguments, validator)
@@ -293,9 +288,9 @@ class Gateway:
             body = arguments
         try:
             answer = await self.micro.call(
-                route["service"],
-                route["endpoint"],
-                route.get("nodes", []),
+                route.service,
+                route.endpoint,
+                list(route.nodes),
                 body,
                 self.options.tool_timeouts.get(name, self.options.timeout),
                 [*self.metadata(context), (TOOL_HEADER, name)],
@@ -312,7 +307,7 @@ class Gateway:
             except (json_format.ParseError, ValueError, TypeError) as exc:
                 raise BackendError(
                     grpc.StatusCode.INTERNAL,
-                    f"{route['service']} {route['endpoint']} answered with JSON that is not a "
+                    f"{route.service} {route.endpoint} answered with JSON that is not a "
                     f"{output_class.DESCRIPTOR.full_name}: {exc}",
                 ) from None
             return response_json(message)

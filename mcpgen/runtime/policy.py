@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from mcpgen.contract import Route
 from mcpgen.errors import UserError
 
 ANY_SCOPE = "*"
@@ -136,7 +137,7 @@ class Policy:
 
     def __init__(
         self,
-        routes: Mapping[str, Mapping[str, Any]],
+        routes: Mapping[str, Route],
         options: PolicyOptions,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -149,7 +150,7 @@ class Policy:
         self.options = options
         self.clock = clock  # seconds; tests move it by hand
         self.required: dict[str, frozenset[str]] = {
-            tool: frozenset(options.scopes.get(tool, route.get("scopes", ())))
+            tool: frozenset(options.scopes.get(tool, route.scopes))
             for tool, route in routes.items()
         }
         self._tool_buckets: dict[str, TokenBucket] = {}

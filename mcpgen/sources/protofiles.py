@@ -16,6 +16,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from google.protobuf import descriptor_pb2
 
@@ -169,3 +170,129 @@ def _protoc_error(stderr: str, files: ProtoFiles) -> UserError:
         problems=problems[1:] if len(problems) > 1 else [],
         hint=hint,
     )
+
+
+# ---- compiling through the build cache -------------------------------------------------------
+
+_IMPORT = re.compile(rb'^\s*import\s+(?:public\s+|weak\s+)?"([^"]+)"\s*;', re.MULTILINE)
+
+
+def _import_roots(files: ProtoFiles) -> list[tuple[str, Path]]:
+    """protoc's `--proto_path` order as (virtual prefix, folder): the roots, then built-ins."""
+    roots: list[tuple[str, Path]] = [("", r) for r in files.roots]
+    for entry in builtin_import_paths():
+        prefix, sep, folder = entry.partition("=")
+        roots.append((prefix, Path(folder)) if sep else ("", Path(entry)))
+    return roots
+
+
+def resolve(name: str, roots: list[tuple[str, Path]]) -> Path | None:
+    """The file protoc reads for an import name: the first root that has it."""
+    for prefix, folder in roots:
+        if prefix:
+            if not name.startswith(prefix + "/"):
+                continue
+            candidate = folder / name[len(prefix) + 1 :]
+        else:
+            candidate = folder / name
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+@dataclass(slots=True)
+class SourceDigests:
+    """What a set of .proto files is made of: each file's bytes and its transitive imports'.
+
+    `content` is the digest of each file's own bytes (recorded in the bundle, which `check`
+    compares); `closure` covers a file and everything it imports (the compile cache's key).
+    """
+
+    content: dict[str, str] = field(default_factory=dict)
+    closure: dict[str, str] = field(default_factory=dict)
+    paths: dict[str, Path] = field(default_factory=dict)
+
+
+def source_digests(files: ProtoFiles) -> SourceDigests:
+    """Digests of every .proto file the build reads: the sources and, found by their import
+    statements, everything they import (resolved as protoc resolves them).
+
+    An import inside a comment only adds to a key; an import that resolves nowhere is left to
+    protoc to report."""
+    import hashlib
+
+    from mcpgen.cache import key_of
+
+    roots = _import_roots(files)
+    found = SourceDigests()
+    imports: dict[str, list[str]] = {}
+    todo = sorted(files.names)
+    while todo:
+        name = todo.pop()
+        if name in found.paths:
+            continue
+        path = files.names.get(name) or resolve(name, roots)
+        if path is None:
+            continue
+        data = path.read_bytes()
+        found.paths[name] = path
+        found.content[name] = "sha256:" + hashlib.sha256(data).hexdigest()
+        imports[name] = sorted({m.decode("utf-8", "replace") for m in _IMPORT.findall(data)})
+        todo += [i for i in imports[name] if i not in found.paths]
+    import grpc_tools
+
+    tool = f"grpcio-tools {getattr(grpc_tools, '__version__', '')}"
+
+    def closure(name: str, visiting: frozenset[str]) -> str:
+        known = found.closure.get(name)
+        if known is not None:
+            return known
+        parts = [tool, name, found.content[name]]
+        for dep in imports[name]:
+            if dep in found.content and dep not in visiting:
+                parts += [dep, closure(dep, visiting | {name})]
+        found.closure[name] = key_of("protoc", *parts)
+        return found.closure[name]
+
+    for name in sorted(found.content):
+        closure(name, frozenset())
+    return found
+
+
+def compile_cached(
+    files: ProtoFiles, digests: SourceDigests, cache: Any
+) -> tuple[list[descriptor_pb2.FileDescriptorProto], int]:
+    """The descriptors of every source and import: from the cache where their key is there,
+    compiled by protoc otherwise (and then stored). Returns the descriptors and how many
+    files protoc compiled."""
+    result: dict[str, descriptor_pb2.FileDescriptorProto] = {}
+    missing: dict[str, Path] = {}
+    for name in sorted(digests.closure):
+        blob = cache.get("protoc", digests.closure[name])
+        fdp = None
+        if blob is not None:
+            try:
+                fdp = descriptor_pb2.FileDescriptorProto.FromString(blob)
+            except Exception:  # a payload that passed its digest but is no descriptor
+                fdp = None
+            if fdp is not None and (fdp.name != name or not _deps_known(fdp, digests)):
+                fdp = None  # an import the scan missed: recompile rather than trust the key
+        if fdp is None:
+            missing[name] = digests.paths[name]
+        else:
+            result[name] = fdp
+    if missing:
+        subset = ProtoFiles(roots=list(files.roots), names=missing)
+        for fdp in compile_protos(subset):
+            if fdp.name in result:
+                continue
+            result[fdp.name] = fdp
+            key = digests.closure.get(fdp.name)
+            if key is not None and fdp.name in missing and _deps_known(fdp, digests):
+                cache.put("protoc", key, fdp.SerializeToString(deterministic=True))
+    return list(result.values()), len(missing)
+
+
+def _deps_known(fdp: descriptor_pb2.FileDescriptorProto, digests: SourceDigests) -> bool:
+    """Whether every import protoc saw is one the key covers."""
+    return all(dep in digests.closure for dep in fdp.dependency)

@@ -1,0 +1,156 @@
+"""The build cache: content-addressed entries that a rebuild reuses instead of recomputing.
+
+An entry is stored under the digest of everything that determines it (the key), so a key can
+only ever name one content; nothing is invalidated, old entries just stop being asked for.
+Each entry file carries its own key and the digest of its payload: an entry that was cut short,
+damaged or written by something else is detected, ignored, deleted and rewritten, never
+trusted. Entries are written to a temporary name and renamed, so concurrent builds sharing a
+folder (CI jobs restoring one cache) see whole entries or none.
+
+    <dir>/v1/<kind>/<key[:2]>/<key>
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from mcpgen import __version__
+
+MAGIC = b"MCPGENC1"
+LAYOUT = "v1"
+ENV = "MCPGEN_CACHE_DIR"
+_HEADER = struct.Struct(">32s32sQ")  # key, sha256 of the payload, payload length
+
+
+def default_dir() -> Path:
+    """`$MCPGEN_CACHE_DIR`, else `$XDG_CACHE_HOME/mcpgen`, else `~/.cache/mcpgen`."""
+    if os.environ.get(ENV):
+        return Path(os.environ[ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "mcpgen"
+
+
+def key_of(*parts: bytes | str) -> str:
+    """The key of an entry: a digest of its parts, each length-prefixed so parts cannot run
+    into each other; mcpgen's version is always one of them."""
+    h = hashlib.sha256()
+    for part in (__version__, *parts):
+        data = part.encode() if isinstance(part, str) else part
+        h.update(len(data).to_bytes(8, "big"))
+        h.update(data)
+    return h.hexdigest()
+
+
+@dataclass(slots=True)
+class Stats:
+    hits: int = 0
+    misses: int = 0
+    rejected: int = 0  # entries found damaged or foreign (then rewritten)
+
+
+class Cache:
+    """A cache folder; `Cache.disabled()` answers every lookup with a miss and stores nothing."""
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = folder / LAYOUT if folder is not None else None
+        self.stats: dict[str, Stats] = {}
+        self._usable = folder is not None
+
+    @classmethod
+    def disabled(cls) -> Cache:
+        return cls(None)
+
+    @property
+    def enabled(self) -> bool:
+        return self._usable
+
+    def _path(self, kind: str, key: str) -> Path:
+        assert self.folder is not None
+        return self.folder / kind / key[:2] / key
+
+    def _stats(self, kind: str) -> Stats:
+        return self.stats.setdefault(kind, Stats())
+
+    def get(self, kind: str, key: str) -> bytes | None:
+        if not self._usable:
+            return None
+        path = self._path(kind, key)
+        try:
+            data = path.read_bytes()
+        except OSError:
+            self._stats(kind).misses += 1
+            return None
+        payload = _payload(data, key)
+        if payload is None:  # damaged or foreign: never trusted, replaced by the next put
+            self._stats(kind).rejected += 1
+            self._stats(kind).misses += 1
+            path.unlink(missing_ok=True)
+            return None
+        self._stats(kind).hits += 1
+        return payload
+
+    def put(self, kind: str, key: str, payload: bytes) -> None:
+        if not self._usable:
+            return
+        path = self._path(kind, key)
+        header = MAGIC + _HEADER.pack(
+            bytes.fromhex(key), hashlib.sha256(payload).digest(), len(payload)
+        )
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+            with os.fdopen(fd, "wb") as stream:
+                stream.write(header)
+                stream.write(payload)
+            os.replace(tmp, path)
+        except OSError:  # a read-only or full cache folder slows builds down, never fails them
+            self._usable = False
+
+
+def _payload(data: bytes, key: str) -> bytes | None:
+    """The payload of an entry file, or None when it is not a whole entry stored for `key`."""
+    start = len(MAGIC) + _HEADER.size
+    if len(data) < start or not data.startswith(MAGIC):
+        return None
+    stored_key, sha, length = _HEADER.unpack_from(data, len(MAGIC))
+    payload = data[start:]
+    if stored_key.hex() != key or length != len(payload):
+        return None
+    if hashlib.sha256(payload).digest() != sha:
+        return None
+    return payload
+
+
+def pack(files: list[tuple[str, bytes]]) -> bytes:
+    """Several named blobs as one payload."""
+    out = [len(files).to_bytes(4, "big")]
+    for name, blob in files:
+        raw = name.encode()
+        out += [len(raw).to_bytes(4, "big"), raw, len(blob).to_bytes(8, "big"), blob]
+    return b"".join(out)
+
+
+def unpack(payload: bytes) -> list[tuple[str, bytes]] | None:
+    """The blobs of `pack`, or None when the payload is not such a pack."""
+    try:
+        view = memoryview(payload)
+        count = int.from_bytes(view[:4], "big")
+        at, files = 4, []
+        for _ in range(count):
+            n = int.from_bytes(view[at : at + 4], "big")
+            name = bytes(view[at + 4 : at + 4 + n]).decode()
+            at += 4 + n
+            size = int.from_bytes(view[at : at + 8], "big")
+            blob = bytes(view[at + 8 : at + 8 + size])
+            if len(blob) != size:
+                return None
+            files.append((name, blob))
+            at += 8 + size
+        return files if at == len(payload) else None
+    except (UnicodeDecodeError, ValueError):
+        return None
