@@ -80,8 +80,8 @@ class BuildResult:
         reused = ""
         if self.shards_cached or self.files_total > self.files_compiled:
             reused = (
-                f", cache: {self.shards_cached}/{self.shards} packages, "
-                f"{self.files_total - self.files_compiled}/{self.files_total} files"
+                f", from the cache: {self.shards_cached} of {self.shards} packages and "
+                f"{self.files_total - self.files_compiled} of {self.files_total} .proto files"
             )
         return (
             f"mcpgen: {len(self.tools)} tools from {self.services} services → {shown_out}/ "

@@ -479,6 +479,40 @@ class BundleView:
             for tool in shard.tools:
                 yield tool, shard.routes[tool["name"]]
 
+    def descriptor_files(self) -> list[Any]:
+        """Every file of the descriptor shards, each after the files it imports (the order a
+        descriptor pool takes them in)."""
+        from google.protobuf import descriptor_pb2
+        from google.protobuf.message import DecodeError
+
+        files: dict[str, Any] = {}
+        for entry in sorted(self.index.descriptors.values(), key=lambda e: e.file):
+            try:
+                fds = descriptor_pb2.FileDescriptorSet.FromString(self.storage.read(entry.file))
+            except DecodeError as exc:
+                raise UserError(
+                    f"{self.label}/{entry.file} is not a valid descriptor set: {exc}", hint=REBUILD
+                ) from None
+            for f in fds.file:
+                files.setdefault(f.name, f)
+        ordered: list[Any] = []
+        done: set[str] = set()
+        for name in sorted(files):
+            stack = [name]
+            while stack:
+                current = stack[-1]
+                if current in done:
+                    stack.pop()
+                    continue
+                todo = [d for d in files[current].dependency if d in files and d not in done]
+                if todo:
+                    stack.append(todo[0])
+                    continue
+                stack.pop()
+                done.add(current)
+                ordered.append(files[current])
+        return ordered
+
 
 def open_bundle(spec: str | Path, git_revisions: bool = False) -> BundleView:
     """The bundle of a folder, of its manifest.json, or (with `git_revisions`) of `REV:PATH`;

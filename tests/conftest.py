@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,9 @@ from click.testing import CliRunner, Result
 
 from mcpgen.cli import main
 from mcpgen.sources.protofiles import builtin_import_paths
+
+# Builds in tests use a cache of their own, never the user's (and exercise it all along).
+os.environ.setdefault("MCPGEN_CACHE_DIR", tempfile.mkdtemp(prefix="mcpgen-test-cache-"))
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
@@ -48,6 +53,17 @@ def protoc_descriptor_set(out: Path, files: list[str], roots: list[Path]) -> Pat
     return out
 
 
+def read_tools(bundle: Path) -> dict[str, Any]:
+    """`{"tools": [...], "routes": {...}}` of a bundle, tools sorted by name: what
+    `mcpgen tools BUNDLE --json` prints, whatever the layout (tests read bundles this way)."""
+    from mcpgen.contract import open_bundle
+    from mcpgen.diff import manifest_of
+
+    document = manifest_of(open_bundle(bundle))
+    document["tools"].sort(key=lambda t: t["name"])
+    return document
+
+
 # ---- gateways and backends -------------------------------------------------------------------
 
 
@@ -67,7 +83,7 @@ def library_backend(library_bundle: Path):
     """A fresh, running gRPC Library server."""
     from fixtures.library_backend import LibraryBackend
 
-    backend = LibraryBackend(library_bundle / "descriptors.binpb").start()
+    backend = LibraryBackend(library_bundle).start()
     yield backend
     backend.stop()
 

@@ -35,7 +35,42 @@ def test_a_fresh_bundle_checks_clean(tmp_path):
     assert run_mcpgen("build", cwd=root).returncode == 0
     done = run_mcpgen("check", cwd=root)
     assert done.returncode == 0, done.stderr
-    assert "mcp_bundle/ is up to date (2 tools)" in done.stderr
+    assert "mcp_bundle/ is up to date (2 tools, from its digests)" in done.stderr
+
+
+def test_an_input_that_changed_without_changing_the_bundle_is_compared_in_full(tmp_path):
+    root = project(tmp_path)
+    assert run_mcpgen("build", cwd=root).returncode == 0
+    (root / "protos" / "shop.proto").write_text(PROTO + "\n\n")  # new bytes, same tools
+    done = run_mcpgen("check", cwd=root)
+    assert done.returncode == 1, done.stderr  # the index records the old input digest
+    assert "files changed: manifest.json" in done.stderr
+    assert "tools " not in done.stderr
+    assert run_mcpgen("build", cwd=root).returncode == 0
+    again = run_mcpgen("check", cwd=root)
+    assert again.returncode == 0 and "from its digests" in again.stderr
+
+
+def test_an_edited_bundle_file_is_never_up_to_date_by_digest(tmp_path):
+    root = project(tmp_path)
+    assert run_mcpgen("build", cwd=root).returncode == 0
+    shard = root / "mcp_bundle" / "tools" / "shop.v1.json"
+    shard.write_text(shard.read_text().replace("Reads an item.", "Reads two items."))
+    done = run_mcpgen("check", cwd=root)
+    assert done.returncode == 1
+    assert "tools changed (1): Shop_GetItem" in done.stderr
+    assert "files changed: tools/shop.v1.json" in done.stderr
+
+
+def test_a_version_1_bundle_is_explained(tmp_path):
+    root = project(tmp_path)
+    bundle = root / "mcp_bundle"
+    bundle.mkdir()
+    (bundle / "manifest.json").write_text('{"manifestVersion": 1, "tools": [], "routes": {}}')
+    done = run_mcpgen("check", cwd=root)
+    assert done.returncode == 1
+    assert "is a version-1 bundle" in done.stderr and "rebuild it" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_a_stale_bundle_names_the_tools_that_changed(tmp_path):
@@ -53,9 +88,9 @@ def test_a_stale_bundle_names_the_tools_that_changed(tmp_path):
     assert "  tools added (1): Shop_DeleteItem" in lines
     assert "  tools removed (1): Shop_ListItems" in lines
     assert "  tools changed (1): Shop_GetItem" in lines
-    assert any(line.startswith("  files changed: ") and "manifest.json" in line for line in lines)
-    assert "--- manifest.json (on disk)" in done.stderr  # the raw diff comes after the summary
-    assert done.stderr.index("tools added") < done.stderr.index("--- manifest.json")
+    assert any(line.startswith("  files changed: ") and "tools/shop.v1.json" in line for line in lines)
+    assert "--- tools/shop.v1.json (on disk)" in done.stderr  # the raw diff after the summary
+    assert done.stderr.index("tools added") < done.stderr.index("--- tools/shop.v1.json")
     assert "Traceback" not in done.stderr
     assert run_mcpgen("build", cwd=root).returncode == 0
     assert run_mcpgen("check", cwd=root).returncode == 0
@@ -81,11 +116,12 @@ def test_check_takes_builds_arguments_and_writes_nothing(tmp_path):
     root = project(tmp_path)
     out = tmp_path / "elsewhere"
     assert run_mcpgen("build", "protos", "-o", str(out), cwd=root).returncode == 0
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert run_mcpgen("check", "protos", "-o", str(out), cwd=root).returncode == 0
     (root / "protos" / "shop.proto").write_text(PROTO.replace("Reads an item.", "Reads one."))
     stale = run_mcpgen("check", "protos", "-o", str(out), "-q", cwd=root)
     assert stale.returncode == 1 and "tools changed (1): Shop_GetItem" in stale.stderr
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in out.parent.iterdir()) == ["elsewhere", "mcpgen.toml", "protos"]
     broken = run_mcpgen("check", "protos/nope.proto", cwd=root)
     assert broken.returncode == 1 and "does not exist" in broken.stderr

@@ -11,10 +11,14 @@ from pathlib import Path
 import pytest
 from google.protobuf import descriptor_pb2
 
-from tests.conftest import PROTOS, ROOT, protoc_descriptor_set, run_cli, run_mcpgen
+from tests.conftest import PROTOS, ROOT, protoc_descriptor_set, read_tools, run_cli, run_mcpgen
 
 
 def manifest_of(out: Path) -> dict:
+    return read_tools(out)
+
+
+def index_of(out: Path) -> dict:
     return json.loads((out / "manifest.json").read_text(encoding="utf-8"))
 
 
@@ -29,11 +33,17 @@ def test_build_fixtures_writes_a_manifest_with_every_unary_and_server_streaming_
     out = tmp_path / "bundle"
     result = run_cli("build", str(PROTOS), "-o", str(out))
     assert result.exit_code == 0, result.output
+    index = index_of(out)
+    assert index["manifestVersion"] == 2
+    assert index["generator"].startswith("mcpgen ")
+    assert index["tools"] == 21
     manifest = manifest_of(out)
-    assert manifest["manifestVersion"] == 1
-    assert manifest["generator"].startswith("mcpgen ")
     names = [t["name"] for t in manifest["tools"]]
-    assert names == sorted(names)
+    for shard in index["shards"].values():  # each shard's tools sorted by name
+        assert shard["tools"] == sorted(shard["tools"])
+        listed = json.loads((out / shard["files"]["tools"]).read_text())["tools"]
+        assert [t["name"] for t in listed] == shard["tools"]
+    assert sorted(n for s in index["shards"].values() for n in s["tools"]) == names
     assert "Library_WatchBooks" in names  # server streaming
     assert "Library_Discuss" not in names and "Library_ImportBooks" not in names
     assert {"v1_Users_GetUser", "v2_Users_GetUser"} <= set(names)
@@ -90,20 +100,23 @@ def test_same_inputs_give_byte_identical_bundles_from_anywhere(tmp_path):
             assert runner(*args, cwd=cwd).returncode == 0
         finally:
             del os.environ["PYTHONHASHSEED"]
-    data = (first / "manifest.json").read_bytes()
-    assert data == (second / "manifest.json").read_bytes()
-    assert str(tmp_path).encode() not in data and str(ROOT).encode() not in data
+    files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
+    for name in files:
+        data = (first / name).read_bytes()
+        assert data == (second / name).read_bytes(), name
+        assert str(tmp_path).encode() not in data and str(ROOT).encode() not in data
 
 
 def test_a_failed_build_leaves_the_existing_bundle_untouched(tmp_path):
     out = tmp_path / "bundle"
     assert run_cli("build", str(PROTOS), "-o", str(out)).exit_code == 0
-    before = (out / "manifest.json").read_bytes()
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     bad = tmp_path / "bad.proto"
     bad.write_text('syntax = "proto3";\nmessage Broken {\n  strin name = 1;\n}\n')
     result = run_cli("build", str(bad), "-o", str(out))
     assert result.exit_code == 1
-    assert (out / "manifest.json").read_bytes() == before
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.proto", "bundle"]  # no temp left
 
 
@@ -343,18 +356,20 @@ def test_protoc_split_across_processes_gives_the_same_bundle(tmp_path, monkeypat
     from mcpgen.sources import protofiles
 
     single = tmp_path / "single"
-    assert run_cli("build", str(PROTOS), "-o", str(single)).exit_code == 0
+    assert run_cli("build", str(PROTOS), "-o", str(single), "--no-cache").exit_code == 0
     monkeypatch.setattr(protofiles, "PARALLEL_THRESHOLD", 2)
     monkeypatch.setattr(protofiles.os, "cpu_count", lambda: 3)
     split = tmp_path / "split"
-    assert run_cli("build", str(PROTOS), "-o", str(split)).exit_code == 0
-    assert (split / "manifest.json").read_bytes() == (single / "manifest.json").read_bytes()
+    assert run_cli("build", str(PROTOS), "-o", str(split), "--no-cache").exit_code == 0
+    for path in single.rglob("*"):
+        if path.is_file():
+            assert (split / path.relative_to(single)).read_bytes() == path.read_bytes()
     (tmp_path / "protos").mkdir()
     for i in range(4):
         (tmp_path / "protos" / f"f{i}.proto").write_text(
             f'syntax = "proto3";\npackage p{i};\nmessage M {{ {"strin" if i == 3 else "string"}'
             " x = 1; }\n"
         )
-    failed = run_cli("build", str(tmp_path / "protos"), "-o", str(tmp_path / "out"))
+    failed = run_cli("build", str(tmp_path / "protos"), "-o", str(tmp_path / "out"), "--no-cache")
     assert failed.exit_code == 1
     assert "f3.proto:3:" in failed.output

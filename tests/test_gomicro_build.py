@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import tempfile
 import random
 import subprocess
 import sys
@@ -13,14 +14,14 @@ from typing import Any
 
 import pytest
 
-from mcpgen.build import compile_bundle
+from mcpgen.build import build as run_build
 from mcpgen.config import Config
 from mcpgen.errors import UserError, Warnings
 from mcpgen.model import ValueTree
 from mcpgen.runtime.validation import validator_for
 from mcpgen.schema.registry import camel, known_structs
 from mcpgen.sources.gomicro import read_registry
-from tests.conftest import FIXTURES, run_mcpgen
+from tests.conftest import FIXTURES, read_tools, run_mcpgen
 
 REGISTRY = FIXTURES / "registry"
 EXAMPLE = REGISTRY / "gomicro-registry.json"
@@ -28,9 +29,11 @@ QUIRKS = REGISTRY / "quirks.json"
 
 
 def build(*sources: Path | str) -> tuple[dict[str, Any], list[str], Any]:
+    """The tools and routes of a bundle built from `sources`, its warnings, and the build."""
     warnings = Warnings()
-    result = compile_bundle(Config(sources=[str(s) for s in sources]), warnings)
-    return json.loads(result.content("manifest.json")), warnings.items, result
+    out = Path(tempfile.mkdtemp(prefix="mcpgen-gomicro-")) / "bundle"
+    result = run_build(Config(sources=[str(s) for s in sources], out=str(out)), warnings)
+    return read_tools(out), warnings.items, result
 
 
 def tool(manifest: dict[str, Any], name: str) -> dict[str, Any]:
@@ -65,7 +68,10 @@ def test_example_snapshot_builds_its_tools():
     assert tool(manifest, "Users_Delete")["description"] == (
         "Calls the Users.Delete endpoint of the go-micro service users."
     )
-    assert "descriptors.binpb" not in result.files  # nothing protobuf to forward with
+    assert not (result.out / "descriptors").exists()  # nothing protobuf to forward with
+    index = json.loads((result.out / "manifest.json").read_text())
+    assert sorted(index["shards"]) == ["orders", "users"]  # a shard per registry service
+    assert index["shards"]["users"]["files"]["tools"] == "tools/users.json"
 
 
 def test_every_value_tree_form():
@@ -162,7 +168,7 @@ def test_registry_and_proto_together():
     assert tool(manifest, "Users_Delete")["description"].startswith("Deletes a user")
     # the proto service is not also a gRPC tool, and the server gets its descriptors
     assert all(r["kind"] == "go-micro" for r in manifest["routes"].values())
-    assert "descriptors.binpb" in result.files
+    assert (result.out / "descriptors" / "example.users.v1.binpb").is_file()
 
 
 # ---- soundness of registry output schemas -------------------------------------------------
@@ -267,7 +273,7 @@ def test_hostile_text_is_data(tmp_path):
     out = tmp_path / "bundle"
     done = run_mcpgen("build", str(snapshot), "-o", str(out), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    manifest = json.loads((out / "manifest.json").read_text())
+    manifest = read_tools(out)
     create = tool(manifest, "Users_Create")
     assert create["description"] == HOSTILE
     assert create["inputSchema"]["examples"] == [{"name": HOSTILE}]

@@ -32,9 +32,10 @@ def test_on_a_terminal_progress_is_shown_then_cleared(tmp_path):
     os.close(leader)
     text = seen.decode()
     assert done.returncode == 0
-    assert "\rmcpgen: compiling 1 source(s)" in text
+    assert "\rmcpgen: reading 1 source(s)" in text
+    assert "mcpgen: compiling 7 .proto file(s)" in text
     assert "mcpgen: tools rendered 21/21" in text
-    assert "mcpgen: generating models.py for 21 tools" in text
+    assert "mcpgen: writing descriptors and the index" in text
     last = text.rstrip().splitlines()[-1].split("\r")[-1].strip()
     assert last.startswith("mcpgen: 21 tools from 5 services") and "(2 skipped," in last
 

@@ -29,7 +29,7 @@ def bundle_bytes(folder: Path) -> dict[str, bytes]:
 def build(out: Path, sources: list[str], cwd: Path, seed: str) -> dict[str, bytes]:
     env = {**os.environ, "PYTHONHASHSEED": seed}
     done = subprocess.run(
-        [sys.executable, "-m", "mcpgen", "build", *sources, "-o", str(out)],
+        [sys.executable, "-m", "mcpgen", "build", *sources, "-o", str(out), "--no-cache"],
         cwd=cwd, env=env, capture_output=True, text=True,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -48,7 +48,11 @@ def test_every_file_is_identical_from_anywhere_in_any_order(tmp_path):
     from_shuffled = build(
         tmp_path / "c", ["-I", "protos", *(f"protos/{f}" for f in shuffled)], elsewhere.parent, "42"
     )
-    assert set(reference) >= {"manifest.json", "server.py", "descriptors.binpb"}
+    assert set(reference) >= {
+        "manifest.json", "server.py", "TOOLS.md", "tools/acme.library.v1.json",
+        "docs/acme.library.v1.md", "models/acme_library_v1.py",
+        "descriptors/acme.library.v1.binpb",
+    }  # fmt: skip
     assert from_files == reference
     assert from_shuffled == reference
     for data in reference.values():

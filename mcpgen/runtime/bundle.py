@@ -79,42 +79,16 @@ class Bundle:
         self._strict_validators: dict[str, SchemaValidator] = {}
 
     def _load_descriptors(self, view: BundleView) -> None:
-        """Every descriptor shard, its files added to the pool imports first."""
-        files: dict[str, descriptor_pb2.FileDescriptorProto] = {}
-        for _, entry in sorted(view.index.descriptors.items()):
+        """Every descriptor shard's files, added to the pool imports first."""
+        for f in view.descriptor_files():
             try:
-                fds = descriptor_pb2.FileDescriptorSet.FromString(view.storage.read(entry.file))
-            except DecodeError as exc:
+                self._pool.Add(f)
+            except (TypeError, ValueError) as exc:
                 raise UserError(
-                    f"{self.folder / entry.file} is not a valid descriptor set: {exc}",
+                    f"{self.folder}: the descriptors of {f.name} do not load: {exc}",
                     hint="rebuild the bundle with `mcpgen build`",
                 ) from None
-            for f in fds.file:
-                files.setdefault(f.name, f)
-        added: set[str] = set()
-
-        def add(name: str) -> None:
-            stack = [name]
-            while stack:
-                current = stack[-1]
-                missing = [d for d in files[current].dependency if d in files and d not in added]
-                if missing:
-                    stack.append(missing[0])
-                    continue
-                stack.pop()
-                if current not in added:
-                    added.add(current)
-                    try:
-                        self._pool.Add(files[current])
-                    except (TypeError, ValueError) as exc:
-                        raise UserError(
-                            f"{self.folder}: descriptors of {current} do not load: {exc}",
-                            hint="rebuild the bundle with `mcpgen build`",
-                        ) from None
-                    self._files.append(files[current])
-
-        for name in sorted(files):
-            add(name)
+            self._files.append(f)
 
     def grpc_method(self, tool: str) -> GrpcMethod:
         found = self._methods.get(tool)

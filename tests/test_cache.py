@@ -1,0 +1,121 @@
+"""The build cache and shards: a cached build is byte-identical to a cold one, a change to one
+package rewrites only its own files and the index, damaged or foreign entries are never trusted,
+and workers render exactly what one process renders."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mcpgen import build as build_module
+from mcpgen.build import build
+from mcpgen.cache import Cache, key_of
+from mcpgen.config import Config
+from mcpgen.errors import Warnings
+from tests.conftest import PROTOS
+
+
+def files_of(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*")
+            if p.is_file()}  # fmt: skip
+
+
+def make(tmp_path: Path, name: str, cache: Cache, sources: Path = PROTOS, **kw):
+    out = tmp_path / name
+    result = build(Config(sources=[str(sources)], out=str(out)), Warnings(), cache=cache, **kw)
+    return files_of(out), result
+
+
+@pytest.fixture
+def protos(tmp_path: Path) -> Path:
+    copy = tmp_path / "protos"
+    shutil.copytree(PROTOS, copy)
+    return copy
+
+
+def test_cached_builds_are_byte_identical_to_cold_ones(tmp_path):
+    cold, _ = make(tmp_path, "cold", Cache.disabled())
+    cache = Cache(tmp_path / "cache")
+    filled, first = make(tmp_path, "filling", cache)
+    warm, second = make(tmp_path, "warm", cache)
+    assert filled == cold and warm == cold
+    assert (first.shards_cached, first.files_compiled) == (0, first.files_total)
+    assert (second.shards_cached, second.files_compiled) == (second.shards, 0)
+    assert "(2 skipped, from the cache: 5 of 5 packages and 18 of 18 .proto files, " in second.summary("out")
+
+
+def test_a_change_to_one_package_rewrites_only_its_files_and_the_index(tmp_path, protos):
+    cache = Cache(tmp_path / "cache")
+    before, _ = make(tmp_path, "before", cache, protos)
+    users = protos / "acme" / "users" / "v2" / "users.proto"
+    users.write_text(users.read_text().replace("email is new in v2.", "email is new."))
+    after, result = make(tmp_path, "after", cache, protos)
+    changed = sorted(n for n in after if before.get(n) != after[n])
+    # the models carry no method descriptions; the descriptors no comments
+    assert changed == ["docs/acme.users.v2.md", "manifest.json", "tools/acme.users.v2.json"]
+    assert result.shards_cached == result.shards - 1
+    assert result.files_compiled == 1  # nothing imports users.proto
+    cold, _ = make(tmp_path, "cold", Cache.disabled(), protos)
+    assert cold == after
+
+
+def test_a_changed_import_recompiles_and_rerenders_what_uses_it(tmp_path, protos):
+    cache = Cache(tmp_path / "cache")
+    before, _ = make(tmp_path, "before", cache, protos)
+    types = protos / "acme" / "types" / "v1" / "types.proto"
+    types.write_text(types.read_text() + "\n// trailing comment\n")
+    after, result = make(tmp_path, "after", cache, protos)
+    assert after == make(tmp_path, "cold", Cache.disabled(), protos)[0]
+    users_files = [n for n in after if "users" in n]
+    assert all(before[n] == after[n] for n in users_files)  # they do not import types.proto
+    assert result.files_compiled < result.files_total
+
+
+def test_damaged_and_foreign_entries_are_rejected_and_rewritten(tmp_path):
+    cache_dir = tmp_path / "cache"
+    cold, _ = make(tmp_path, "cold", Cache(cache_dir))
+    entries = sorted(p for p in cache_dir.rglob("*") if p.is_file())
+    assert entries
+    shard_entries = [p for p in entries if "/shard/" in p.as_posix()]
+    protoc_entries = [p for p in entries if "/protoc/" in p.as_posix()]
+    shard_entries[0].write_bytes(shard_entries[0].read_bytes()[:-7] + b"garbage")  # damaged
+    shutil.copy(protoc_entries[1], protoc_entries[0])  # foreign: another key's entry
+    cache = Cache(cache_dir)
+    again, result = make(tmp_path, "again", cache)
+    assert again == cold
+    assert cache.stats["shard"].rejected == 1 and cache.stats["protoc"].rejected == 1
+    assert result.shards_cached == result.shards - 1
+    third = Cache(cache_dir)
+    assert make(tmp_path, "third", third)[0] == cold
+    assert third.stats["shard"].rejected == 0 and third.stats["protoc"].rejected == 0
+
+
+def test_an_unwritable_cache_slows_builds_down_but_never_fails_them(tmp_path):
+    blocker = tmp_path / "cache"
+    blocker.write_text("a file where the cache folder would be")
+    built, _ = make(tmp_path, "out", Cache(blocker))
+    assert built == make(tmp_path, "cold", Cache.disabled())[0]
+
+
+def test_workers_render_what_one_process_renders(tmp_path, monkeypatch):
+    alone, _ = make(tmp_path, "alone", Cache.disabled(), workers=1)
+    monkeypatch.setattr(build_module, "PARALLEL_TOOLS", 1)
+    forked, _ = make(tmp_path, "forked", Cache.disabled(), workers=2)
+    assert forked == alone
+
+
+def test_keys_cover_every_part_and_the_version():
+    assert key_of("a", "bc") != key_of("ab", "c")
+    assert len(key_of("x")) == 64
+
+
+def test_the_index_records_inputs_and_every_file(tmp_path):
+    built, _ = make(tmp_path, "out", Cache.disabled())
+    index = json.loads(built["manifest.json"])
+    assert set(index["digests"]) == set(built) - {"manifest.json"}
+    assert "acme/library/v1/library.proto" in index["inputs"]["protos"]
+    assert "google/protobuf/timestamp.proto" in index["inputs"]["protos"]
+    assert index["inputs"]["config"].startswith("sha256:")
