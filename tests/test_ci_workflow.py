@@ -1,4 +1,4 @@
-"""The CI loop as the README documents it: the GitHub Actions workflow's mcpgen steps, run in a
+"""The CI loop as docs/ci.md documents it: the GitHub Actions workflow's mcpgen steps, run in a
 real git repository on a pull request that changes the tools, and the pre-commit hooks."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.conftest import ROOT
@@ -27,11 +28,27 @@ message Item { string id = 1; string title = 2; }
 """
 
 
-def readme_workflow() -> dict:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    match = re.search(r"`\.github/workflows/mcp-bundle\.yml`:\n\n```yaml\n(.*?)```", readme, re.S)
-    assert match, "the README's workflow block is missing"
+CI_DOC = ROOT / "docs" / "ci.md"
+
+
+def documented_workflow() -> dict:
+    text = CI_DOC.read_text(encoding="utf-8")
+    match = re.search(r"`\.github/workflows/mcp-bundle\.yml`:\n\n```yaml\n(.*?)```", text, re.S)
+    assert match, "the workflow block of docs/ci.md is missing"
     return yaml.safe_load(match.group(1))
+
+
+def documented_pre_commit_config() -> dict:
+    text = CI_DOC.read_text(encoding="utf-8")
+    match = re.search(r"```yaml\n(# \.pre-commit-config\.yaml\n.*?)```", text, re.S)
+    assert match, "the .pre-commit-config.yaml block of docs/ci.md is missing"
+    return yaml.safe_load(match.group(1))
+
+
+@pytest.fixture(autouse=True)
+def private_build_cache(tmp_path, monkeypatch):
+    """The workflow caches ~/.cache/mcpgen; these runs keep their cache to themselves."""
+    monkeypatch.setenv("MCPGEN_CACHE_DIR", str(tmp_path / "cache"))
 
 
 def mcpgen_commands(workflow: dict) -> list[tuple[str, list[str]]]:
@@ -60,8 +77,8 @@ def git(cwd: Path, *args: str) -> None:
     assert done.returncode == 0, done.stderr
 
 
-def test_the_readme_workflow_runs_on_a_pull_request(tmp_path):
-    workflow = readme_workflow()
+def test_the_documented_workflow_runs_on_a_pull_request(tmp_path):
+    workflow = documented_workflow()
     triggers = workflow.get("on", workflow.get(True))  # YAML 1.1 reads a bare `on` as true
     assert set(triggers) == {"pull_request", "push"}
     commands = mcpgen_commands(workflow)
@@ -113,6 +130,8 @@ def test_the_readme_workflow_runs_on_a_pull_request(tmp_path):
 def test_pre_commit_hooks_run_mcpgen(tmp_path):
     hooks = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
     assert {hook["id"] for hook in hooks} == {"mcpgen-check", "mcpgen-build"}
+    documented = documented_pre_commit_config()["repos"][0]["hooks"]
+    assert {hook["id"] for hook in documented} <= {hook["id"] for hook in hooks}
     (tmp_path / "protos").mkdir()
     (tmp_path / "protos" / "shop.proto").write_text(PROTO)
     (tmp_path / "mcpgen.toml").write_text('sources = ["protos"]\n')
