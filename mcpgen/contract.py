@@ -520,6 +520,8 @@ def open_bundle(spec: str | Path, git_revisions: bool = False) -> BundleView:
     path = Path(spec)
     storage: Storage
     if path.is_dir():
+        if not (path / INDEX).is_file():
+            raise UserError(f"{spec} holds no {INDEX}", hint="run `mcpgen build` first")
         storage = FolderStorage(path, str(spec).rstrip("/") or ".")
     elif path.is_file():
         storage = FolderStorage(path.parent, path.parent.as_posix())

@@ -13,6 +13,7 @@ import re
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote
 
@@ -90,10 +91,33 @@ class Change:
 
 
 def load_manifest(spec: str) -> dict[str, Any]:
-    """The tools and routes of a bundle folder, its manifest.json, or `REV:PATH` from git (a
-    path on disk wins), as one document; version-1 bundles are read too, so that the first
-    pull request after upgrading mcpgen still gets a diff against the committed bundle."""
+    """The tools and routes of a bundle folder, its manifest.json, the output of `mcpgen tools
+    OUT --json` saved to a file, or `REV:PATH` from git (a path on disk wins), as one document;
+    version-1 bundles are read too, so that the first pull request after upgrading mcpgen
+    still gets a diff against the committed bundle."""
+    path = Path(spec)
+    if path.is_file() and path.name != "manifest.json":
+        document = _tools_document(path)
+        if document is not None:
+            return document
     return manifest_of(open_bundle(spec, git_revisions=True))
+
+
+def _tools_document(path: Path) -> dict[str, Any] | None:
+    """What `mcpgen tools OUT --json` printed, saved to a file, when `path` holds that."""
+    try:
+        document = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    if (
+        isinstance(document, dict)
+        and "manifestVersion" not in document
+        and isinstance(document.get("tools"), list)
+        and isinstance(document.get("routes"), dict)
+        and all(isinstance(t, dict) and isinstance(t.get("name"), str) for t in document["tools"])
+    ):
+        return document
+    return None
 
 
 def manifest_of(view: BundleView, shards: Iterable[str] | None = None) -> dict[str, Any]:

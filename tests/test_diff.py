@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,8 @@ def make_bundle(folder: Path, proto: str = SHELF, **config: Any) -> Path:
 
 
 def manifest(bundle: Path) -> dict[str, Any]:
-    return json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
+    """The bundle's tools and routes, as diff reads them."""
+    return load_manifest(str(bundle))
 
 
 def edited(proto_old: str, proto_new: str) -> str:
@@ -570,8 +572,27 @@ def test_a_git_revision_is_read_with_git_show(repo, old):
     ]
 
 
+def test_a_version_1_bundle_committed_before_the_upgrade_is_still_compared(tmp_path, shelf):
+    git(tmp_path, "init", "-q", "-b", "main")
+    folder = tmp_path / "mcp_bundle"
+    folder.mkdir()
+    old_layout = {"manifestVersion": 1, "generator": "mcpgen 0.1.0", **shelf}
+    (folder / "manifest.json").write_text(json.dumps(old_layout), encoding="utf-8")
+    git(tmp_path, "add", ".")
+    git(tmp_path, "commit", "-q", "-m", "bundle, version 1")
+    shutil.rmtree(folder)
+    make_bundle(tmp_path, edited("  int32 limit = 2;\n", ""))
+    result = run_cli("diff", "main:mcp_bundle", "mcp_bundle", "--format", "json", cwd=tmp_path)
+    assert result.exit_code == 1, result.output
+    breaking = json.loads(result.stdout)["breaking"]
+    assert [(c["tool"], c["path"]) for c in breaking] == [
+        ("Shelf_GetBook", "inputSchema.properties.limit")
+    ]
+
+
 def test_a_path_on_disk_wins_over_a_git_revision(tmp_path, shelf):
-    (tmp_path / "v1:manifest.json").write_text(json.dumps(shelf), encoding="utf-8")
+    old_layout = {"manifestVersion": 1, "generator": "mcpgen 0.1.0", **shelf}
+    (tmp_path / "v1:manifest.json").write_text(json.dumps(old_layout), encoding="utf-8")
     assert load_manifest(str(tmp_path / "v1:manifest.json")) == shelf
     result = run_cli("diff", "v1:manifest.json", "v1:manifest.json", cwd=tmp_path)
     assert result.exit_code == 0, result.output
@@ -583,10 +604,11 @@ def test_a_path_on_disk_wins_over_a_git_revision(tmp_path, shelf):
 @pytest.mark.parametrize(
     ("make", "spec", "message"),
     [
-        (None, "missing.json", "no such file or folder: missing.json"),
+        (None, "missing.json", "no bundle at missing.json"),
         ("{not json", "bad.json", "bad.json is not JSON"),
         ('{"tools": []}', "bad.json", "bad.json is not an mcpgen manifest"),
-        ('{"manifestVersion": 2, "tools": []}', "bad.json", "has manifestVersion 2"),
+        ('{"manifestVersion": 3, "tools": []}', "bad.json", "has manifestVersion 3"),
+        ('{"manifestVersion": 2, "tools": []}', "bad.json", "is not a readable mcpgen index"),
         ('{"manifestVersion": 1, "tools": [1]}', "bad.json", "is not an mcpgen manifest"),
         (None, "main:mcp_bundle", "is not in a git repository"),
     ],

@@ -8,8 +8,17 @@ from typing import Any
 
 import pytest
 
-from mcpgen.build import compile_bundle
+from mcpgen.build import build
 from mcpgen.config import CLIENT_PROFILES, Config
+from mcpgen.contract import (
+    GrpcRoute,
+    Index,
+    ShardEntry,
+    ShardFiles,
+    shard_json,
+    to_json,
+    write_file,
+)
 from mcpgen.errors import UserError
 from mcpgen.lint import RULES, WARNING, lint_tools
 from tests.conftest import PROTOS, run_cli, run_mcpgen
@@ -144,10 +153,10 @@ def test_default_bundle_fails_openai_strict_naming_tools_and_paths(library_bundl
     result = run_cli("lint", str(library_bundle), "--profile", "openai-strict", "--format", "json")
     assert result.exit_code == 1
     report = json.loads(result.stdout)
-    manifest = json.loads((library_bundle / "manifest.json").read_text())
-    index = [t["name"] for t in manifest["tools"]].index("Library_CreateBook")
+    shard = json.loads((library_bundle / "tools" / "acme.library.v1.json").read_text())
+    index = [t["name"] for t in shard["tools"]].index("Library_CreateBook")
     mine = {v["path"]: v for v in report["violations"] if v["tool"] == "Library_CreateBook"}
-    book = f"/tools/{index}/inputSchema/properties/book"
+    book = f"tools/acme.library.v1.json#/tools/{index}/inputSchema/properties/book"
     assert "`additionalProperties: false`" in mine[book]["message"]
     assert "missing `name`" in mine[f"{book}/required"]["message"]
     assert "format 'uri'" in mine[f"{book}/properties/ebookUrl/format"]["message"]
@@ -159,20 +168,36 @@ def test_default_bundle_fails_openai_strict_naming_tools_and_paths(library_bundl
 def test_text_report_and_exit_codes_as_a_user_sees_them(library_bundle, tmp_path):
     failing = run_mcpgen("lint", str(library_bundle / "manifest.json"), "--profile", "gemini")
     assert failing.returncode == 1
-    assert "error [gemini] tool Library_CreateBook: /tools/" in failing.stdout
+    assert "error [gemini] tool Library_CreateBook: tools/acme.library.v1.json#/tools/" in (
+        failing.stdout
+    )
     assert "rejects `additionalProperties`" in failing.stdout
     assert "gemini: " in failing.stderr and "Traceback" not in failing.stderr
     passing = run_mcpgen("lint", str(library_bundle), "--profile", "claude", "--profile", "cursor")
     assert passing.returncode == 0 and passing.stdout == ""
     assert "claude, cursor: 0 error(s)" in passing.stderr
     missing = run_mcpgen("lint", str(tmp_path / "nowhere"))
-    assert missing.returncode == 1 and "no manifest at" in missing.stderr
+    assert missing.returncode == 1 and "no bundle at" in missing.stderr
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "manifest.json").write_text('{"manifestVersion": 1, "tools": [], "routes": {}}')
+    refused = run_mcpgen("lint", str(old))
+    assert refused.returncode == 1 and "is a version-1 bundle" in refused.stderr
 
 
-def _bundle(folder: Path, tools: list[dict], server_name: str = "mcpgen", **frame: Any) -> Path:
+def _bundle(
+    folder: Path, tools: list[dict], server_name: str = "mcpgen", profile: str | None = None
+) -> Path:
+    """A one-shard bundle holding `tools` (written through the bundle contract)."""
     folder.mkdir()
-    manifest = {"manifestVersion": 1, **frame, "tools": tools, "routes": {}}
-    (folder / "manifest.json").write_text(json.dumps(manifest))
+    files = ShardFiles.of("t", None)
+    tools = sorted(tools, key=lambda t: t["name"])
+    names = [t["name"] for t in tools]
+    routes = {n: GrpcRoute("t.S", n, f"/t.S/{n}", "unary").to_json() for n in names}
+    chunks = shard_json("t", (to_json(t, newline=False) for t in tools), routes)
+    write_file(folder, files.tools, chunks)
+    index = Index("mcpgen test", {"t": ShardEntry(names, files)}, profile=profile)
+    (folder / "manifest.json").write_bytes(index.to_json())
     (folder / "server.py").write_text(f"SERVER_NAME = {server_name!r}\n")
     return folder
 
@@ -181,7 +206,7 @@ def test_warnings_alone_exit_zero(tmp_path):
     bundle = _bundle(tmp_path / "b", [tool(f"t{i}") for i in range(81)])
     result = run_cli("lint", str(bundle), "--profile", "cursor")
     assert result.exit_code == 0
-    assert result.stdout.startswith("warning [cursor] /tools: Cursor warns above 80 tools")
+    assert result.stdout.startswith("warning [cursor] /: Cursor warns above 80 tools")
 
 
 def test_server_name_comes_from_server_py_unless_given(tmp_path):
@@ -201,17 +226,18 @@ def test_default_profile_is_the_one_the_bundle_was_built_for(tmp_path):
     assert json.loads(result.stdout)["profiles"] == list(CLIENT_PROFILES)
 
 
-def test_a_build_for_a_profile_refuses_what_that_client_rejects():
+def test_a_build_for_a_profile_refuses_what_that_client_rejects(tmp_path):
     long_name = "get_the_book_by_its_resource_name_from_the_library_now"  # 54 characters
     config = Config(
         sources=[str(PROTOS)],
         include=["acme.library.*"],
         rename={"acme.library.v1.Library.GetBook": long_name},
+        out=str(tmp_path / "bundle"),
     )
-    compile_bundle(config)  # fine without a profile: 64 characters is the portable limit
+    build(config)  # fine without a profile: 64 characters is the portable limit
     config.profile = "claude"
     with pytest.raises(UserError) as error:
-        compile_bundle(config)
+        build(config)
     assert "break the rules of the claude profile" in error.value.message
     assert any(f"tool {long_name}: /name: Claude Code allows 64" in str(p)
                for p in error.value.problems)  # fmt: skip
