@@ -196,6 +196,7 @@ def _tool_changes(verdict: Verdict, out: Path, fresh: Path) -> None:
     if old.version != MANIFEST_VERSION:
         added, removed, changed = changed_tools(manifest_of(old), manifest_of(new))
     else:
+
         def shards(view: BundleView) -> set[str]:
             return {n for n, e in view.index.shards.items() if e.files.tools in touched}
 

@@ -136,8 +136,12 @@ def check(quiet: bool, cache_dir: str | None, no_cache: bool, **options: Any) ->
 
 @main.command("tools")
 @click.argument("bundle", default="mcp_bundle")
-@click.option("--json", "as_json", is_flag=True,
-              help='Print {"tools": [...], "routes": {...}} for the whole bundle.')
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help='Print {"tools": [...], "routes": {...}} for the whole bundle.',
+)
 @_guarded
 def list_tools(bundle: str, as_json: bool) -> None:
     """List the tools of BUNDLE (default: mcp_bundle)."""

@@ -239,8 +239,12 @@ class Inputs:
     sources: str = ""  # digest of which files are sources (their services become tools)
 
     def to_json(self) -> Json:
-        return {"config": self.config, "sources": self.sources, "protos": self.protos,
-                "snapshots": self.snapshots}
+        return {
+            "config": self.config,
+            "sources": self.sources,
+            "protos": self.protos,
+            "snapshots": self.snapshots,
+        }
 
 
 @dataclass(slots=True)

@@ -44,7 +44,8 @@ def test_cached_builds_are_byte_identical_to_cold_ones(tmp_path):
     assert filled == cold and warm == cold
     assert (first.shards_cached, first.files_compiled) == (0, first.files_total)
     assert (second.shards_cached, second.files_compiled) == (second.shards, 0)
-    assert "(2 skipped, from the cache: 5 of 5 packages and 18 of 18 .proto files, " in second.summary("out")
+    summary = second.summary("out")
+    assert "(2 skipped, from the cache: 5 of 5 packages and 18 of 18 .proto files, " in summary
 
 
 def test_a_change_to_one_package_rewrites_only_its_files_and_the_index(tmp_path, protos):

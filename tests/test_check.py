@@ -88,7 +88,9 @@ def test_a_stale_bundle_names_the_tools_that_changed(tmp_path):
     assert "  tools added (1): Shop_DeleteItem" in lines
     assert "  tools removed (1): Shop_ListItems" in lines
     assert "  tools changed (1): Shop_GetItem" in lines
-    assert any(line.startswith("  files changed: ") and "tools/shop.v1.json" in line for line in lines)
+    assert any(
+        line.startswith("  files changed: ") and "tools/shop.v1.json" in line for line in lines
+    )
     assert "--- tools/shop.v1.json (on disk)" in done.stderr  # the raw diff after the summary
     assert done.stderr.index("tools added") < done.stderr.index("--- tools/shop.v1.json")
     assert "Traceback" not in done.stderr

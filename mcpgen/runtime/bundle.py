@@ -16,7 +16,7 @@ from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.descriptor import Descriptor, MethodDescriptor
-from google.protobuf.message import DecodeError, Message
+from google.protobuf.message import Message
 
 from mcpgen.contract import INDEX, BundleView, GoMicroRoute, GrpcRoute, Route, open_bundle
 from mcpgen.errors import UserError, Warnings

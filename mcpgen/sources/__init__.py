@@ -218,9 +218,7 @@ def _dependencies_first(
     return ordered
 
 
-def outline_catalog(
-    files: list[descriptor_pb2.FileDescriptorProto], exposed: set[str]
-) -> Catalog:
+def outline_catalog(files: list[descriptor_pb2.FileDescriptorProto], exposed: set[str]) -> Catalog:
     """The services of the exposed files with their methods' names, types and streaming, and
     nothing else: enough to choose and name every tool of a large build without converting
     a single message (that happens per package, where each package's tools are rendered)."""
