@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import ast
 import json
-import tempfile
 import random
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
