@@ -91,6 +91,10 @@ def guarded(func: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except BrokenPipeError:  # `mcpgen tools --json | head`: the reader left, as with SIGPIPE
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(128 + 13)
         except Exception as exc:  # a bug in mcpgen, not in the input
             if os.environ.get("MCPGEN_DEBUG"):
                 traceback.print_exc()

@@ -6,6 +6,8 @@ import gzip
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -373,3 +375,24 @@ def test_protoc_split_across_processes_gives_the_same_bundle(tmp_path, monkeypat
     failed = run_cli("build", str(tmp_path / "protos"), "-o", str(tmp_path / "out"), "--no-cache")
     assert failed.exit_code == 1
     assert "f3.proto:3:" in failed.output
+
+
+def test_tools_json_is_the_whole_bundle_as_one_document(tmp_path):
+    out = tmp_path / "bundle"
+    assert run_cli("build", str(PROTOS), "-o", str(out)).exit_code == 0
+    done = run_mcpgen("tools", str(out), "--json")
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    assert set(document) == {"tools", "routes"}
+    assert sorted(t["name"] for t in document["tools"]) == tool_names(out)
+    assert document["routes"] == manifest_of(out)["routes"]
+    index = index_of(out)  # shard by shard, in the index's order, each sorted by name
+    assert [t["name"] for t in document["tools"]] == [
+        name for shard in sorted(index["shards"]) for name in index["shards"][shard]["tools"]
+    ]
+    piped = subprocess.run(
+        f"{sys.executable} -m mcpgen tools {out} --json | head -c 10",
+        shell=True, capture_output=True, text=True,
+    )  # fmt: skip
+    assert piped.stdout == '{"tools": ' and "Traceback" not in piped.stderr
+    assert "internal error" not in piped.stderr
