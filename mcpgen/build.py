@@ -171,6 +171,7 @@ def build(
             for warning in outcome.warnings:
                 if warning not in warnings.items:
                     warnings.add(warning)
+        _warn_large_files(writer, warnings)
         entries = [(j.name, j.files.docs, len(j.tools)) for j in jobs]
         writer.write(CATALOG, [catalog_index(entries)])
         writer.write(SERVER, [server_module(config.server_name, config.server_version)])
@@ -206,6 +207,20 @@ def build(
         seconds=time.perf_counter() - started,
         warnings=warnings,
     )
+
+
+#: Git hosts warn about files above 50 MB (GitHub refuses 100 MB).
+LARGE_FILE = 50 * 1000 * 1000
+
+
+def _warn_large_files(writer: BundleWriter, warnings: Warnings) -> None:
+    for name in sorted(writer.digests):
+        size = (writer.tmp / name).stat().st_size
+        if size > LARGE_FILE:
+            warnings.add(
+                f"{name} is {size / 1e6:.0f} MB: git hosts warn above 50 MB and refuse 100 MB; "
+                "split the package, or leave models out (--no-models) if the models are the file"
+            )
 
 
 def sources_digest(exposed: set[str]) -> str:

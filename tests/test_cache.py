@@ -120,3 +120,12 @@ def test_the_index_records_inputs_and_every_file(tmp_path):
     assert "acme/library/v1/library.proto" in index["inputs"]["protos"]
     assert "google/protobuf/timestamp.proto" in index["inputs"]["protos"]
     assert index["inputs"]["config"].startswith("sha256:")
+
+
+def test_files_too_large_for_git_hosts_are_named_in_a_warning(tmp_path, monkeypatch):
+    monkeypatch.setattr(build_module, "LARGE_FILE", 20_000)
+    warnings = Warnings()
+    build(Config(sources=[str(PROTOS)], out=str(tmp_path / "b"), models=False), warnings)
+    large = [w for w in warnings.items if "git hosts warn above 50 MB" in w]
+    assert large and all(w.split(" ")[0] in files_of(tmp_path / "b") for w in large)
+    assert any(w.startswith("tools/acme.types.v1.json is ") for w in large)
