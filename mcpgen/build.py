@@ -320,23 +320,33 @@ def _closure(roots: list[str], files: dict[str, descriptor_pb2.FileDescriptorPro
 def _render_all(
     jobs: list[ShardJob], progress: Progress, workers: int | None
 ) -> Iterator[ShardOutcome]:
-    """Every shard's outcome, in job order; in worker processes when it pays."""
+    """Every shard's outcome, in job order: copied from the cache here, rendered in worker
+    processes when enough is left to render for that to pay."""
+    assert _STATE is not None
     total_tools = sum(len(j.tools) for j in jobs)
-    count = workers if workers is not None else (os.cpu_count() or 1)
-    count = min(count, len(jobs))
     done_tools = 0
-    if count <= 1 or total_tools < PARALLEL_TOOLS or (_STATE and _STATE.catalog is not None):
-        for job in jobs:
-            outcome = render_shard(job)
+    results: dict[str, ShardOutcome] = {}
+    for job in jobs:
+        cached = _from_cache(job, _STATE) if job.key is not None else None
+        if cached is not None:
+            results[job.name] = cached
             done_tools += len(job.tools)
             progress.count("tools rendered", done_tools, total_tools)
-            yield outcome
+    todo = [j for j in jobs if j.name not in results]
+    count = workers if workers is not None else (os.cpu_count() or 1)
+    count = min(count, len(todo))
+    if count <= 1 or total_tools - done_tools < PARALLEL_TOOLS or _STATE.catalog is not None:
+        for job in todo:
+            results[job.name] = render_shard(job, cached=False)
+            done_tools += len(job.tools)
+            progress.count("tools rendered", done_tools, total_tools)
+        for job in jobs:
+            yield results[job.name]
         return
     gc.collect()
     gc.freeze()  # the inherited objects stay put: copy-on-write pages stay shared
     context = multiprocessing.get_context("fork")
-    results: dict[str, ShardOutcome] = {}
-    biggest_first = sorted(jobs, key=lambda j: -len(j.tools))
+    biggest_first = sorted(todo, key=lambda j: -len(j.tools))
     with ProcessPoolExecutor(max_workers=count, mp_context=context) as pool:
         pending: dict[Future[ShardOutcome | BaseException], ShardJob] = {
             pool.submit(_render_in_worker, job): job for job in biggest_first
@@ -361,18 +371,19 @@ def _render_all(
 def _render_in_worker(job: ShardJob) -> ShardOutcome | BaseException:
     """A worker's render: errors come back as values (a UserError keeps its message)."""
     try:
-        return render_shard(job)
+        return render_shard(job, cached=False)
     except UserError as exc:
         return exc
     except Exception as exc:  # a bug: the parent reports it as an internal error
         return RuntimeError(f"rendering {job.name or '(no package)'} failed: {exc!r}")
 
 
-def render_shard(job: ShardJob) -> ShardOutcome:
-    """Render one shard into the bundle folder (or copy it from the cache)."""
+def render_shard(job: ShardJob, cached: bool = True) -> ShardOutcome:
+    """Render one shard into the bundle folder (or, unless told it is not there, copy it from
+    the cache)."""
     state = _STATE
     assert state is not None
-    if job.key is not None:
+    if cached and job.key is not None:
         cached = _from_cache(job, state)
         if cached is not None:
             return cached
