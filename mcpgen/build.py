@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 from google.protobuf import descriptor_pb2
@@ -30,6 +31,8 @@ from mcpgen.cache import Cache, key_of, pack, unpack
 from mcpgen.config import Config
 from mcpgen.contract import (
     CATALOG,
+    INDEX,
+    MANIFEST_VERSION,
     SERVER,
     BundleWriter,
     DescriptorEntry,
@@ -39,6 +42,7 @@ from mcpgen.contract import (
     ShardFiles,
     descriptor_file,
     digest,
+    file_digest,
     module_name,
     shard_stems,
     write_file,
@@ -119,6 +123,7 @@ class _State:
     folder: Path
     cache: Cache
     catalog: Catalog | None = None  # the whole catalog, for builds with registries
+    previous: dict[str, str] = field(default_factory=dict)  # the replaced bundle's digests
 
 
 _STATE: _State | None = None
@@ -162,7 +167,7 @@ def build(
     jobs = _jobs(planned, full, by_name, loaded.digests, config)
     writer = BundleWriter(Path(config.out))
     try:
-        _STATE = _State(config, by_name, writer.tmp, cache, full)
+        _STATE = _State(config, by_name, writer.tmp, cache, full, _previous_digests(config))
         outcomes = list(_render_all(jobs, progress, workers))
         progress.stage("writing descriptors and the index")
         descriptors = _write_descriptors(jobs, loaded.files, by_name, loaded.digests, writer, cache)
@@ -221,6 +226,17 @@ def _warn_large_files(writer: BundleWriter, warnings: Warnings) -> None:
                 f"{name} is {size / 1e6:.0f} MB: git hosts warn above 50 MB and refuse 100 MB; "
                 "split the package, or leave models out (--no-models) if the models are the file"
             )
+
+
+def _previous_digests(config: Config) -> dict[str, str]:
+    """The digests the bundle being replaced recorded (none when it is not a current one)."""
+    try:
+        document = orjson.loads((Path(config.out) / INDEX).read_bytes())
+        if document.get("manifestVersion") != MANIFEST_VERSION:
+            return {}
+        return {str(k): str(v) for k, v in document.get("digests", {}).items()}
+    except (OSError, orjson.JSONDecodeError, AttributeError):
+        return {}
 
 
 def sources_digest(exposed: set[str]) -> str:
@@ -415,23 +431,58 @@ def render_shard(job: ShardJob, cached: bool = True) -> ShardOutcome:
             blobs.append((name, b"".join(chunks)))
     services = sorted({s.route["service"] for s in specs})
     if job.key is not None:
-        meta = orjson.dumps({"warnings": warnings.items, "services": services})
-        state.cache.put("shard", job.key, pack([("", meta), *blobs]))
+        state.cache.put("shard", job.key, pack(blobs))
+        meta = {"files": digests, "warnings": warnings.items, "services": services}
+        state.cache.put("shard-meta", job.key, orjson.dumps(meta))
     return ShardOutcome(job.name, digests, warnings.items, services, cached=False)
 
 
 def _from_cache(job: ShardJob, state: _State) -> ShardOutcome | None:
-    payload = state.cache.get("shard", job.key or "")
-    entries = unpack(payload) if payload is not None else None
-    if not entries or entries[0][0] != "" or {n for n, _ in entries[1:]} != set(job.files.names()):
+    """A shard from the cache: its files linked from the bundle being replaced where that
+    holds them unchanged (no bytes copied), written from the cache's copy otherwise."""
+    meta = _shard_meta(state.cache.get("shard-meta", job.key or ""))
+    if meta is None or set(meta["files"]) != set(job.files.names()):
+        return None
+    wanted: dict[str, str] = meta["files"]
+    missing = [n for n, d in wanted.items() if not _reuse(n, d, state)]
+    if missing:
+        payload = state.cache.get("shard", job.key or "")
+        entries = dict(unpack(payload) or []) if payload is not None else {}
+        for name in missing:
+            blob = entries.get(name)
+            if blob is None or digest(blob) != wanted[name]:
+                return None
+            write_file(state.folder, name, [blob])
+    return ShardOutcome(job.name, dict(wanted), meta["warnings"], meta["services"], cached=True)
+
+
+def _shard_meta(payload: bytes | None) -> dict[str, Any] | None:
+    if payload is None:
         return None
     try:
-        meta = orjson.loads(entries[0][1])
-        warnings, services = list(meta["warnings"]), list(meta["services"])
-    except (orjson.JSONDecodeError, KeyError, TypeError):
+        meta = orjson.loads(payload)
+        files = {str(k): str(v) for k, v in meta["files"].items()}
+        return {"files": files, "warnings": list(meta["warnings"]),
+                "services": list(meta["services"])}  # fmt: skip
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
         return None
-    digests = {name: write_file(state.folder, name, [blob]) for name, blob in entries[1:]}
-    return ShardOutcome(job.name, digests, warnings, services, cached=True)
+
+
+def _reuse(name: str, wanted: str, state: _State) -> bool:
+    """Hard-link `name` from the bundle being replaced when its bytes are `wanted` (checked:
+    the old index says so and the file still hashes to it)."""
+    if state.previous.get(name) != wanted:
+        return False
+    source = Path(state.config.out) / name
+    if file_digest(source) != wanted:
+        return False
+    target = state.folder / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:  # another file system, or links not allowed: copy instead
+        return False
+    return True
 
 
 def _write_descriptors(

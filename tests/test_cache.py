@@ -129,3 +129,17 @@ def test_files_too_large_for_git_hosts_are_named_in_a_warning(tmp_path, monkeypa
     large = [w for w in warnings.items if "git hosts warn above 50 MB" in w]
     assert large and all(w.split(" ")[0] in files_of(tmp_path / "b") for w in large)
     assert any(w.startswith("tools/acme.types.v1.json is ") for w in large)
+
+
+def test_a_rebuild_links_the_files_it_keeps_and_never_trusts_an_edited_one(tmp_path):
+    cache = Cache(tmp_path / "cache")
+    out = tmp_path / "bundle"
+    config = Config(sources=[str(PROTOS)], out=str(out))
+    build(config, Warnings(), cache=cache)
+    first = files_of(out)
+    shard = out / "tools" / "acme.types.v1.json"
+    shard.write_bytes(shard.read_bytes().replace(b"Echo", b"Ekko"))  # edited in place
+    inode = (out / "tools" / "acme.library.v1.json").stat().st_ino
+    build(config, Warnings(), cache=cache)
+    assert files_of(out) == first  # the edited file came back from the cache's copy
+    assert (out / "tools" / "acme.library.v1.json").stat().st_ino == inode  # linked, not copied
