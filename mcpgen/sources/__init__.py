@@ -7,6 +7,7 @@ set, converts the result, and adds (or binds) the registries' services.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,14 +32,13 @@ _SKIP_DIRS = {"node_modules", "__pycache__"}
 
 
 def _walk_protos(folder: Path) -> list[Path]:
+    """The .proto files under `folder`, skipping hidden folders and `node_modules`
+    (os.walk, which prunes them unvisited: pathlib's rglob was a third of a warm build)."""
     found = []
-    for path in folder.rglob("*.proto"):
-        rel = path.relative_to(folder).parts
-        if any(p.startswith(".") or p in _SKIP_DIRS for p in rel[:-1]):
-            continue
-        if path.is_file():
-            found.append(path)
-    return sorted(found)
+    for where, dirs, names in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in _SKIP_DIRS]
+        found += [os.path.join(where, n) for n in names if n.endswith(".proto")]
+    return [Path(p) for p in sorted(found) if os.path.isfile(p)]
 
 
 @dataclass(slots=True)

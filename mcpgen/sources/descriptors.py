@@ -112,7 +112,6 @@ _COMMENT_BLOCK = re.compile(r"\(--.*?--\)", re.DOTALL)
 # what makes a comment need the line-by-line path: markers, and line breaks other than \n
 _COMMENT_MARKERS = ("(--", "buf:lint:", "@exclude", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e")
 _UNICODE_BREAKS = re.compile("[\x85\u2028\u2029]")
-_LEADING_SPACE = re.compile(r"^ ", re.MULTILINE)
 
 
 def clean_comment(text: str) -> str:
@@ -123,7 +122,8 @@ def clean_comment(text: str) -> str:
         text.isascii() or not _UNICODE_BREAKS.search(text)
     )
     if plain:  # the common case: the same result as line by line, in C
-        return _LEADING_SPACE.sub("", text).strip()
+        # `re.sub("^ ", "", text, flags=re.M)`, in one pass: `strip` takes a leading space
+        return text.replace("\n ", "\n").strip()
     return clean_comment_by_line(text)
 
 
@@ -152,13 +152,37 @@ def _json_name(name: str) -> str:
     return "".join(out)
 
 
+class _File:
+    """One input file with what every message of it asks for, read from the proto once."""
+
+    __slots__ = ("comments", "name", "proto", "proto2")
+
+    def __init__(self, proto: descriptor_pb2.FileDescriptorProto) -> None:
+        self.proto = proto
+        self.name = proto.name
+        self.proto2 = (proto.syntax or "proto2") == "proto2"
+        #: source_code_info path -> (leading, trailing) comments, built on first use
+        self.comments: dict[tuple[int, ...], tuple[str, str]] | None = None
+
+
 @dataclass(slots=True)
 class _Located:
     """A descriptor proto with the file it lives in and its source_code_info path."""
 
     proto: descriptor_pb2.DescriptorProto | descriptor_pb2.EnumDescriptorProto
-    file: descriptor_pb2.FileDescriptorProto
+    file: _File
     path: tuple[int, ...]
+
+
+def _comment_table(file: descriptor_pb2.FileDescriptorProto) -> dict[tuple[int, ...], Any]:
+    """The commented locations of a file; their text is kept to be read once, not twice."""
+    table = {}
+    for loc in file.source_code_info.location:
+        lead = loc.leading_comments
+        trail = loc.trailing_comments
+        if lead or trail:
+            table[tuple(loc.path)] = (lead, trail)
+    return table
 
 
 class _Reader:
@@ -167,40 +191,65 @@ class _Reader:
         self.warnings = warnings
         self.messages: dict[str, _Located] = {}
         self.enums: dict[str, _Located] = {}
-        self._comments: dict[str, dict[tuple[int, ...], Any]] = {}
         self.rule_decoder = options.RuleDecoder(self.files)
-        for f in files:
-            prefix = f".{f.package}" if f.package else ""
-            for i, m in enumerate(f.message_type):
+        #: serialized FieldOptions -> (parsed table, field behaviors, has rule extensions);
+        #: fields repeat the same few options (`(google.api.field_behavior) = REQUIRED`)
+        self._field_options: dict[bytes, tuple[options.OptionFields, frozenset, bool]] = {}
+        self._type_refs: dict[str, TypeRef] = {}
+        self.inputs = [_File(proto) for proto in files]  # in the order of `files`
+        for f in self.inputs:
+            proto = f.proto
+            package = proto.package
+            prefix = f".{package}" if package else ""
+            for i, m in enumerate(proto.message_type):
                 self._index_message(m, f, f"{prefix}.{m.name}", (_MESSAGE, i))
-            for i, e in enumerate(f.enum_type):
+            for i, e in enumerate(proto.enum_type):
                 self.enums[f"{prefix}.{e.name}"] = _Located(e, f, (_ENUM, i))
 
-    def _index_message(self, m, f, full: str, path: tuple[int, ...]) -> None:
+    def _index_message(self, m, f: _File, full: str, path: tuple[int, ...]) -> None:
         self.messages[full] = _Located(m, f, path)
         for i, nested in enumerate(m.nested_type):
             self._index_message(nested, f, f"{full}.{nested.name}", (*path, _NESTED, i))
         for i, e in enumerate(m.enum_type):
             self.enums[f"{full}.{e.name}"] = _Located(e, f, (*path, _NESTED_ENUM, i))
 
-    def comment(self, file: descriptor_pb2.FileDescriptorProto, path: tuple[int, ...]) -> str:
-        table = self._comments.get(file.name)
+    def comment(self, file: _File, path: tuple[int, ...]) -> str:
+        table = file.comments
         if table is None:
-            table = {
-                tuple(loc.path): loc
-                for loc in file.source_code_info.location
-                if loc.leading_comments or loc.trailing_comments
-            }
-            self._comments[file.name] = table
-        loc = table.get(path)
-        if loc is None:
+            table = file.comments = _comment_table(file.proto)
+        found = table.get(path)
+        if found is None:
             return ""
-        parts = (loc.leading_comments, loc.trailing_comments)
-        return clean_comment("\n\n".join(t.strip("\n") for t in parts if t))
+        lead, trail = found  # joined as "\n\n".join(t.strip("\n") for t in (lead, trail) if t)
+        if lead and trail:
+            return clean_comment(lead.strip("\n") + "\n\n" + trail.strip("\n"))
+        return clean_comment((lead or trail).strip("\n"))
+
+    def field_options(self, raw: bytes) -> tuple[options.OptionFields, frozenset, bool]:
+        """Parsed options, behaviors and whether rules may be present; the table is read-only."""
+        known = self._field_options.get(raw)
+        if known is None:
+            table = options.option_fields(raw)
+            behaviors = options.field_behaviors(table) if table else frozenset()
+            rules = options.BUF_VALIDATE in table or options.PGV in table
+            known = self._field_options[raw] = (table, behaviors, rules)
+        return known
+
+    def type_ref(self, kind: str, name: str) -> TypeRef:
+        """One TypeRef per enum or message (frozen, so sharing it is safe)."""
+        key = kind + name
+        ref = self._type_refs.get(key)
+        if ref is None:
+            ref = TypeRef(enum=name) if kind == "e" else TypeRef(message=name)
+            self._type_refs[key] = ref
+        return ref
 
 
-def _syntax(file: descriptor_pb2.FileDescriptorProto) -> str:
-    return file.syntax or "proto2"
+_SCALAR_REFS = {number: TypeRef(scalar=scalar) for number, scalar in _SCALARS.items()}
+_LABEL_REPEATED = FDP.LABEL_REPEATED
+_LABEL_REQUIRED = FDP.LABEL_REQUIRED
+_TYPE_ENUM = FDP.TYPE_ENUM
+_LEGACY_REQUIRED = descriptor_pb2.FeatureSet.LEGACY_REQUIRED
 
 
 def catalog_from_files(
@@ -213,14 +262,15 @@ def catalog_from_files(
     catalog = Catalog(files=sorted(f.name for f in files), descriptor_files=files)
 
     pending: list[str] = []
-    for f in files:
+    for f in reader.inputs:
         if f.name not in exposed:
             continue
-        for si, s in enumerate(f.service):
-            full = f"{f.package}.{s.name}" if f.package else s.name
+        proto = f.proto
+        for si, s in enumerate(proto.service):
+            full = f"{proto.package}.{s.name}" if proto.package else s.name
             service = Service(
                 full_name=full,
-                package=f.package,
+                package=proto.package,
                 doc=reader.comment(f, (_SERVICE, si)),
                 deprecated=s.options.deprecated,
                 file=f.name,
@@ -231,22 +281,24 @@ def catalog_from_files(
                 pending += [method.input_type, method.output_type]
             catalog.services.append(service)
 
+    messages = catalog.messages
     seen_enums: set[str] = set()
     while pending:
         name = pending.pop()
-        if name in catalog.messages:
+        if name in messages:
             continue
         located = reader.messages.get("." + name)
         if located is None:
             raise UserError(f"type {name} is referenced but not defined in the inputs")
         message = _message(reader, name, located)
-        catalog.messages[name] = message
+        messages[name] = message
         for fld in message.fields:
-            if fld.type.message and fld.type.message not in catalog.messages:
-                pending.append(fld.type.message)
-            if fld.type.enum and fld.type.enum not in seen_enums:
-                seen_enums.add(fld.type.enum)
-                catalog.enums[fld.type.enum] = _enum(reader, fld.type.enum)
+            ref = fld.type
+            if ref.message and ref.message not in messages:
+                pending.append(ref.message)
+            if ref.enum and ref.enum not in seen_enums:
+                seen_enums.add(ref.enum)
+                catalog.enums[ref.enum] = _enum(reader, ref.enum)
     if reader.rule_decoder.missing:
         for missing in sorted(reader.rule_decoder.missing):
             warnings.add(
@@ -257,7 +309,7 @@ def catalog_from_files(
     return catalog
 
 
-def _method(reader: _Reader, f, m, path: tuple[int, ...]) -> Method:
+def _method(reader: _Reader, f: _File, m, path: tuple[int, ...]) -> Method:
     if m.client_streaming and m.server_streaming:
         streaming = Streaming.BIDI
     elif m.client_streaming:
@@ -288,25 +340,31 @@ def _message(reader: _Reader, full_name: str, located: _Located) -> Message:
         file=f.name,
         extendable=len(proto.extension_range) > 0,
     )
-    proto2 = _syntax(f) == "proto2"
+    # each field read once: upb builds a new wrapper object on every access
+    fields = [(fp, fp.HasField("oneof_index")) for fp in proto.field]
     synthetic: set[int] = set()
-    for fp in proto.field:
-        if fp.proto3_optional and fp.HasField("oneof_index"):
+    for fp, in_oneof in fields:
+        if in_oneof and fp.proto3_optional:
             synthetic.add(fp.oneof_index)
     oneof_required: dict[str, bool] = {}
+    oneof_names: list[str] = []
     for i, oneof in enumerate(proto.oneof_decl):
+        oneof_names.append(oneof.name)
         if i not in synthetic:
             message.oneofs[oneof.name] = []
             if oneof.HasField("options"):
                 opts = options.option_fields(oneof.options.SerializeToString())
                 oneof_required[oneof.name] = reader.rule_decoder.oneof_required(opts)
-    for fi, fp in enumerate(proto.field):
-        fld = _field(reader, f, fp, (*path, _FIELD, fi), proto2)
-        if fp.HasField("oneof_index") and fp.oneof_index not in synthetic:
-            oneof_name = proto.oneof_decl[fp.oneof_index].name
-            fld.oneof = oneof_name
-            message.oneofs[oneof_name].append(fld.name)
-        message.fields.append(fld)
+    out = message.fields
+    for fi, (fp, in_oneof) in enumerate(fields):
+        fld = _field(reader, f, fp, (*path, _FIELD, fi))
+        if in_oneof:
+            index = fp.oneof_index
+            if index not in synthetic:
+                oneof_name = oneof_names[index]
+                fld.oneof = oneof_name
+                message.oneofs[oneof_name].append(fld.name)
+        out.append(fld)
     message.oneofs = {k: v for k, v in message.oneofs.items() if v}
     message.required_oneofs = sorted(
         k for k, v in oneof_required.items() if v and k in message.oneofs
@@ -314,55 +372,66 @@ def _message(reader: _Reader, full_name: str, located: _Located) -> Message:
     return message
 
 
-def _field(reader: _Reader, f, fp, path: tuple[int, ...], proto2: bool) -> Field:
+def _field(reader: _Reader, f: _File, fp, path: tuple[int, ...]) -> Field:
     type_ref, map_key = _type_of(reader, fp)
-    opts = options.option_fields(fp.options.SerializeToString()) if fp.HasField("options") else {}
-    required = fp.label == FDP.LABEL_REQUIRED or (
-        fp.options.HasField("features")
-        and fp.options.features.field_presence == descriptor_pb2.FeatureSet.LEGACY_REQUIRED
-    )
+    label = fp.label
+    name = fp.name
+    if fp.HasField("options"):
+        fo = fp.options
+        opts, behaviors, has_rules = reader.field_options(fo.SerializeToString())
+        deprecated = fo.deprecated
+        legacy_required = fo.HasField("features") and fo.features.field_presence == _LEGACY_REQUIRED
+    else:
+        opts, behaviors, has_rules = {}, frozenset(), False
+        deprecated = legacy_required = False
     return Field(
-        name=fp.name,
-        json_name=fp.json_name or _json_name(fp.name),
+        name=name,
+        json_name=fp.json_name or _json_name(name),
         number=fp.number,
         type=type_ref,
-        repeated=fp.label == FDP.LABEL_REPEATED and map_key is None,
+        repeated=label == _LABEL_REPEATED and map_key is None,
         map_key=map_key,
         proto3_optional=fp.proto3_optional,
-        proto2_required=required,
-        behaviors=options.field_behaviors(opts) if opts else frozenset(),
-        deprecated=fp.options.deprecated,
+        proto2_required=label == _LABEL_REQUIRED or legacy_required,
+        behaviors=behaviors,
+        deprecated=deprecated,
         doc=reader.comment(f, path),
-        rules=reader.rule_decoder.field_rules(opts) if opts else None,
+        # without a rules extension field_rules finds no payload and returns None
+        rules=reader.rule_decoder.field_rules(opts) if has_rules else None,
     )
 
 
 def _type_of(reader: _Reader, fp) -> tuple[TypeRef, Scalar | None]:
-    if fp.type in _SCALARS:
-        return TypeRef(scalar=_SCALARS[fp.type]), None
-    if fp.type == FDP.TYPE_ENUM:
-        if fp.type_name not in reader.enums:
-            raise UserError(f"enum {fp.type_name.lstrip('.')} is referenced but not defined")
-        return TypeRef(enum=fp.type_name.lstrip(".")), None
-    located = reader.messages.get(fp.type_name)
+    kind = fp.type
+    scalar = _SCALAR_REFS.get(kind)
+    if scalar is not None:
+        return scalar, None
+    type_name = fp.type_name
+    if kind == _TYPE_ENUM:
+        if type_name not in reader.enums:
+            raise UserError(f"enum {type_name.lstrip('.')} is referenced but not defined")
+        return reader.type_ref("e", type_name.lstrip(".")), None
+    located = reader.messages.get(type_name)
     if located is None:
-        raise UserError(f"message {fp.type_name.lstrip('.')} is referenced but not defined")
+        raise UserError(f"message {type_name.lstrip('.')} is referenced but not defined")
     entry = located.proto
-    if fp.label == FDP.LABEL_REPEATED and entry.options.map_entry:
+    if fp.label == _LABEL_REPEATED and entry.options.map_entry:
         key, value = entry.field[0], entry.field[1]
         value_ref, _ = _type_of(reader, value)
         return value_ref, _SCALARS[key.type]
-    return TypeRef(message=fp.type_name.lstrip(".")), None
+    return reader.type_ref("m", type_name.lstrip(".")), None
 
 
 def _enum(reader: _Reader, full_name: str) -> Enum:
     located = reader.enums["." + full_name]
     proto, f, path = located.proto, located.file, located.path
-    closed = _syntax(f) == "proto2"
+    closed = f.proto2
     if proto.options.HasField("features") and proto.options.features.HasField("enum_type"):
         closed = proto.options.features.enum_type == descriptor_pb2.FeatureSet.CLOSED
-    elif f.options.HasField("features") and f.options.features.HasField("enum_type"):
-        closed = f.options.features.enum_type == descriptor_pb2.FeatureSet.CLOSED
+    else:
+        fopts = f.proto.options
+        if fopts.HasField("features") and fopts.features.HasField("enum_type"):
+            closed = fopts.features.enum_type == descriptor_pb2.FeatureSet.CLOSED
     return Enum(
         full_name=full_name,
         values=[

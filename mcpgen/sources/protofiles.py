@@ -38,11 +38,12 @@ class ProtoFiles:
             self.roots.append(root)
 
     def add_file(self, path: Path, fallback_root: Path) -> None:
-        root = next((r for r in self.roots if path.is_relative_to(r)), None)
+        text = str(path)
+        root = next((r for r in self.roots if _inside(text, r)), None)
         if root is None:
             root = fallback_root
             self.add_root(root)
-        name = path.relative_to(root).as_posix()
+        name = text[len(str(root)) :].lstrip(os.sep).replace(os.sep, "/")
         other = self.names.get(name)
         if other is not None and other != path:
             raise UserError(
@@ -51,6 +52,14 @@ class ProtoFiles:
                 hint=f"the other one is {display_path(other)}; give -I roots so names are unique",
             )
         self.names[name] = path
+
+
+def _inside(path: str, root: Path) -> bool:
+    """`Path.is_relative_to` on strings (absolute, resolved paths): thousands of files a build."""
+    prefix = str(root)
+    return path.startswith(prefix) and (
+        len(path) == len(prefix) or path[len(prefix)] == os.sep or prefix.endswith(os.sep)
+    )
 
 
 def display_path(path: Path) -> str:
