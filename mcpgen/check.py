@@ -33,7 +33,7 @@ from mcpgen.contract import (
 )
 from mcpgen.errors import UserError, Warnings
 from mcpgen.progress import Progress
-from mcpgen.sources import classify_sources
+from mcpgen.sources import classify_sources, registry_digest, registry_services
 from mcpgen.sources.descriptors import read_descriptor_set
 from mcpgen.sources.protofiles import _import_roots, resolve
 
@@ -141,9 +141,10 @@ def up_to_date_by_digest(view: BundleView, config: Config) -> bool:
         exposed |= {f.name for f in fds.file if f.name not in imports}
     if sources_digest(exposed) != index.inputs.sources:
         return False
-    snapshots = sorted(
-        digest(p.read_bytes()) for p in [*found.descriptor_sets, *(r for r, _ in found.registries)]
-    )
+    snapshots = [digest(p.read_bytes()) for p in found.descriptor_sets]
+    if found.registries:
+        snapshots.append(registry_digest(registry_services(found)))
+    snapshots.sort()
     if snapshots != index.inputs.snapshots:
         return False
     if not set(found.protos.names) <= index.inputs.protos.keys():

@@ -127,3 +127,15 @@ def test_check_takes_builds_arguments_and_writes_nothing(tmp_path):
     assert sorted(p.name for p in out.parent.iterdir()) == ["elsewhere", "mcpgen.toml", "protos"]
     broken = run_mcpgen("check", "protos/nope.proto", cwd=root)
     assert broken.returncode == 1 and "does not exist" in broken.stderr
+
+
+def test_registry_and_descriptor_set_bundles_check_clean_from_digests(tmp_path):
+    from tests.conftest import FIXTURES, PROTOS, protoc_descriptor_set
+
+    registry = FIXTURES / "registry" / "gomicro-registry.json"
+    fds = protoc_descriptor_set(tmp_path / "set.binpb", ["acme/users/v1/users.proto"], [PROTOS])
+    for sources in ([str(registry)], [str(fds)]):
+        out = tmp_path / "out"
+        assert run_mcpgen("build", *sources, "-o", str(out), cwd=tmp_path).returncode == 0
+        done = run_mcpgen("check", *sources, "-o", str(out), cwd=tmp_path)
+        assert done.returncode == 0 and "from its digests" in done.stderr, done.stderr

@@ -34,6 +34,12 @@ Schema = dict[str, Any]
 EXTENSION_KEY = r"^\[[A-Za-z_][A-Za-z0-9_.]*\]$"
 UNLIMITED = 1000  # a nesting depth that stands for "no limit"
 MAX_CUT_DEPTH = 12  # deepest nesting tried when a portable schema must be cut to size
+#: The depth a portable rendering needs when it was cut for depth somewhere (none is enough).
+_CUT = 1 << 40
+#: A portable rendering: its schema, its size in schema objects, the depth it needs to be cut
+#: nowhere for depth (0 for values that are no message, `_CUT` or more where it was cut), and
+#: whether it met a recursive type (then it depends on how many more may be opened).
+_Portable = tuple[Schema, int, int, bool]
 _INTEGER_KEYS = {
     Scalar.INT32: SIGNED_DIGITS, Scalar.SINT32: SIGNED_DIGITS, Scalar.SFIXED32: SIGNED_DIGITS,
     Scalar.INT64: SIGNED_DIGITS, Scalar.SINT64: SIGNED_DIGITS, Scalar.SFIXED64: SIGNED_DIGITS,
@@ -53,7 +59,8 @@ _OBJECT_KEYWORDS = {"minProperties", "maxProperties"}
 
 
 def join_text(*parts: str | None) -> str:
-    return "\n\n".join(filter(None, [p.strip() for p in parts if p]))
+    texts = [text for p in parts if p and (text := p.strip())]
+    return texts[0] if len(texts) == 1 else "\n\n".join(texts)
 
 
 class SchemaRenderer:
@@ -71,8 +78,17 @@ class SchemaRenderer:
         self.recursive = recursive_types(catalog)
         self.shared = shared_types(catalog, self.recursive)
         self._precise: dict[tuple[str, bool], tuple[Schema, frozenset[str]]] = {}
-        self._portable: dict[tuple[str, int, int], tuple[Schema, int]] = {}
+        #: (message, output) -> its body and its sorted `$defs` (None without any)
+        self._roots: dict[tuple[str, bool], tuple[Schema, dict[str, Schema] | None]] = {}
+        self._portable: dict[tuple[str, int, int], _Portable] = {}
+        #: (message, recursion, or None where it met no recursive type) -> a rendering nothing
+        #: cut for depth: the one at every depth at least the one it needs (`_portable_message`)
+        self._uncut: dict[tuple[str, int | None], _Portable] = {}
         self._enums: dict[tuple[str, bool, bool], Schema] = {}
+        #: portable fields whose value is no message (so no depth or recursion in it), by id
+        self._flat_fields: dict[int, _Portable] = {}
+        #: (message, output) -> the description and deprecation of its object schema
+        self._object_heads: dict[tuple[str, bool], tuple[str, bool]] = {}
 
     # ---- public API -------------------------------------------------------------------------
 
@@ -80,6 +96,17 @@ class SchemaRenderer:
         """Precise schema with an object root; `$defs` holds the types on reference cycles."""
         if message in WELL_KNOWN:
             return self._well_known_root(message, precise=True, output=output)
+        key = (message, output)
+        root = self._roots.get(key)
+        if root is None:
+            root = self._roots[key] = self._precise_root(message, output)
+        body, defs = root
+        if defs is None:
+            return body
+        return {**body, "$defs": dict(defs)}  # a new root and table: callers may pop `$defs`
+
+    def _precise_root(self, message: str, output: bool) -> tuple[Schema, dict[str, Schema] | None]:
+        """A message's body and the definitions it reaches, sorted; the same for every tool."""
         body, refs = self._precise_body(message, output)
         defs: dict[str, Schema] = {}
         todo = sorted(refs)
@@ -93,8 +120,8 @@ class SchemaRenderer:
             defs[name], more = self._precise_body(name, output)
             todo += sorted(more - defs.keys())
         if not defs:
-            return body
-        return {**body, "$defs": dict(sorted(defs.items()))}
+            return body, None
+        return body, dict(sorted(defs.items()))
 
     def portable(self, message: str) -> Schema:
         """Portable input schema: plain objects only, no references or combinators."""
@@ -102,7 +129,7 @@ class SchemaRenderer:
             return self._well_known_root(message, precise=False, output=False)
         recursion = self.recursion_depth - (message in self.recursive)
         for depth in (UNLIMITED, *range(MAX_CUT_DEPTH, 0, -1)):
-            schema, size = self._portable_message(message, depth, recursion)
+            schema, size, _, _ = self._portable_message(message, depth, recursion)
             if size <= self.portable_max_nodes:
                 break
         return schema
@@ -183,39 +210,65 @@ class SchemaRenderer:
 
     # ---- portable ---------------------------------------------------------------------------
 
-    def _portable_message(self, name: str, depth: int, recursion: int) -> tuple[Schema, int]:
-        """The object schema of `name` nested at most `depth` deep, and its size in objects.
+    def _portable_message(self, name: str, depth: int, recursion: int) -> _Portable:
+        """The object schema of `name` nested at most `depth` deep, and what `_Portable` says.
 
         `recursion` is how many more levels of recursive types may be opened on this path. The
         rendering depends only on these three values, so it is cached and shared by them, and
-        its size is known without walking it.
+        its size is known without walking it. It depends on depth only where depth cut it, and
+        on `recursion` only where a recursive type is: a rendering nothing cut for depth is the
+        one at every depth at least the one it needs, and one that met no recursive type is
+        the one at every `recursion` too, so they are shared by all those (portable() tries
+        many depths per root, and the types below a recursive one see many `recursion`s).
         """
         key = (name, depth, recursion)
         cached = self._portable.get(key)
         if cached is not None:
             return cached
+        for general in (self._uncut.get((name, None)), self._uncut.get((name, recursion))):
+            if general is not None and depth >= general[2]:
+                self._portable[key] = general
+                return general
         message = self.catalog.messages[name]
         properties: Schema = {}
         required: list[str] = []
         size = 1
+        deepest = 0  # the largest depth a field needs
+        by_recursion = False
         for fld in message.fields:
             if FieldBehavior.OUTPUT_ONLY in fld.behaviors:
                 continue  # servers ignore output-only fields in requests; don't ask the model
-            schema, field_size = self._portable_field(fld, depth - 1, recursion)
+            schema, field_size, need, met = self._portable_field(fld, depth - 1, recursion)
             properties[fld.json_name] = schema
             size += field_size
+            if need > deepest:
+                deepest = need
+            by_recursion = by_recursion or met
             if fld.required:
                 required.append(fld.json_name)
         schema = self._object(message, properties, output=False, precise=False)
         if required:
             schema["required"] = required
-        result = (schema, size)
+        result = (schema, size, deepest + 1, by_recursion)
         self._portable[key] = result
+        if deepest < _CUT:
+            self._uncut[name, None if not by_recursion else recursion] = result
         return result
 
-    def _portable_field(self, fld: Field, depth: int, recursion: int) -> tuple[Schema, int]:
+    def _portable_field(self, fld: Field, depth: int, recursion: int) -> _Portable:
+        message = fld.type.message
+        if message is None or message in WELL_KNOWN:  # the same at every depth and recursion
+            flat = self._flat_fields.get(id(fld))  # the catalog holds the field: ids stay unique
+            if flat is None:
+                flat = self._flat_fields[id(fld)] = self._portable_field_of(fld, 0, 0)
+            return flat
+        return self._portable_field_of(fld, depth, recursion)
+
+    def _portable_field_of(self, fld: Field, depth: int, recursion: int) -> _Portable:
         rules = fld.rules
-        value, size = self._portable_value(fld.type, _element_rules(fld, rules), depth, recursion)
+        value, size, need, met = self._portable_value(
+            fld.type, _element_rules(fld, rules), depth, recursion
+        )
         if fld.is_map:
             value = self._map(fld, value, rules, precise=False)
             size += 1
@@ -224,40 +277,61 @@ class SchemaRenderer:
             size += 1
             if rules:
                 _apply(value, rules.schema, _ARRAY_KEYWORDS)
-        return self._decorate(fld, value, rules, precise=False), size
+        return self._decorate(fld, value, rules, precise=False), size, need, met
 
     def _portable_value(
         self, ref: TypeRef, rules: Rules | None, depth: int, recursion: int
-    ) -> tuple[Schema, int]:
+    ) -> _Portable:
         if ref.scalar is not None:
-            return self._scalar(ref.scalar, rules, precise=False), 1
+            return self._scalar(ref.scalar, rules, precise=False), 1, 0, False
         if ref.enum is not None:
             schema = self._enum(ref.enum, rules, precise=False)
-            return schema, 1 + len(schema.get("enum", ())) // 8
+            return schema, 1 + len(schema.get("enum", ())) // 8, 0, False
         name = ref.message
         assert name is not None
         if name in WELL_KNOWN:
-            return well_known_schema(name, precise=False, output=False), 1
-        if name in self.recursive:
+            return well_known_schema(name, precise=False, output=False), 1, 0, False
+        recursive = name in self.recursive
+        if recursive:
             if recursion <= 0:
-                return {
+                cut: Schema = {
                     "type": "object",
                     "description": f"{name} message (recursive: nesting is cut here after "
                     f"{self.recursion_depth} levels; send its fields as JSON)",
-                }, 1
+                }
+                return cut, 1, 0, True
             recursion -= 1
         if depth <= 0:
-            return {
+            cut = {
                 "type": "object",
                 "description": f"{name} message (nested too deep for this schema; send its "
                 "fields as JSON with lowerCamelCase names; the server checks them)",
-            }, 1
-        return self._portable_message(name, depth, recursion)
+            }
+            return cut, 1, _CUT, recursive
+        schema, size, need, met = self._portable_message(name, depth, recursion)
+        return schema, size, need, met or recursive
 
     # ---- shared pieces ----------------------------------------------------------------------
 
     def _object(self, message: Message, properties: Schema, output: bool, precise: bool) -> Schema:
+        key = (message.full_name, output)
+        head = self._object_heads.get(key)
+        if head is None:
+            head = self._object_heads[key] = self._object_head(message, output)
+        description, deprecated = head
         schema: Schema = {"type": "object"}
+        if description:
+            schema["description"] = description
+        if deprecated:
+            schema["deprecated"] = True
+        schema["properties"] = properties
+        if precise:
+            schema["additionalProperties"] = False
+        return schema
+
+    @staticmethod
+    def _object_head(message: Message, output: bool) -> tuple[str, bool]:
+        """Description (doc and oneof notes) and deprecation of a message's object schema."""
         notes = [
             f"Set at most one of: {', '.join(_json_names(message, members))}."
             for members in message.oneofs.values()
@@ -268,15 +342,7 @@ class SchemaRenderer:
                 f"Exactly one of {', '.join(_json_names(message, message.oneofs[o]))} must be set."
                 for o in message.required_oneofs
             ]
-        description = join_text(message.doc, *notes)
-        if description:
-            schema["description"] = description
-        if message.deprecated:
-            schema["deprecated"] = True
-        schema["properties"] = properties
-        if precise:
-            schema["additionalProperties"] = False
-        return schema
+        return join_text(message.doc, *notes), message.deprecated
 
     def _oneof_exclusion(self, message: Message) -> Schema:
         """Each oneof member, when present, forbids the others (no combinator at the root)."""
@@ -291,24 +357,28 @@ class SchemaRenderer:
 
     def _decorate(self, fld: Field, schema: Schema, rules: Rules | None, precise: bool) -> Schema:
         """Field-level description, flags and rule notes, without mutating shared schemas."""
-        notes = [_BEHAVIOR_NOTES[b] for b in sorted(fld.behaviors) if b in _BEHAVIOR_NOTES]
+        behaviors = fld.behaviors
+        notes = list(_behavior_notes(behaviors)) if behaviors else []
         if fld.oneof:
             notes.append(f"Member of oneof `{fld.oneof}`.")
-        if fld.is_map and fld.map_key not in (None, Scalar.STRING):
-            notes.append(f"Keys are {fld.map_key} values written as strings.")
+        map_key = fld.map_key
+        if map_key is not None and map_key != Scalar.STRING:
+            notes.append(f"Keys are {map_key} values written as strings.")
         if rules:
             notes += rules.notes
-        description = join_text(fld.doc, schema.get("description"), *notes)
-        out = dict(schema)
-        if "$ref" in out:
-            out = {"$ref": out["$ref"]}
+        text = schema.get("description")
+        if notes or text:
+            description = join_text(fld.doc, text, *notes)
+        else:  # join_text of the doc alone
+            description = fld.doc.strip() if fld.doc else ""
+        out = {"$ref": schema["$ref"]} if "$ref" in schema else dict(schema)
         if description:
             out["description"] = description
         if fld.deprecated:
             out["deprecated"] = True
-        if precise and FieldBehavior.OUTPUT_ONLY in fld.behaviors:
+        if precise and FieldBehavior.OUTPUT_ONLY in behaviors:
             out["readOnly"] = True
-        if FieldBehavior.INPUT_ONLY in fld.behaviors:
+        if FieldBehavior.INPUT_ONLY in behaviors:
             out["writeOnly"] = True
         return _ordered(out)
 
@@ -434,6 +504,31 @@ _ORDER = _Rank({k: i for i, k in enumerate(
 )})  # fmt: skip
 
 
+#: keywords of a schema as they are -> in reading order (None: they are in order already)
+_ORDERINGS: dict[tuple[str, ...], tuple[str, ...] | None] = {}
+_BEHAVIOR_TEXTS: dict[frozenset[FieldBehavior], tuple[str, ...]] = {}
+
+
 def _ordered(schema: Schema) -> Schema:
-    """Keywords in one reading order everywhere, so manifests diff cleanly."""
-    return {key: schema[key] for key in sorted(schema, key=_ORDER.__getitem__)}
+    """Keywords in one reading order everywhere, so manifests diff cleanly.
+
+    Takes a schema nobody else holds: one already in order is returned as it is.
+    """
+    keys = tuple(schema)
+    if keys in _ORDERINGS:
+        order = _ORDERINGS[keys]
+    else:
+        ranked = tuple(sorted(keys, key=_ORDER.__getitem__))
+        order = _ORDERINGS[keys] = None if ranked == keys else ranked
+    if order is None:
+        return schema
+    return {key: schema[key] for key in order}
+
+
+def _behavior_notes(behaviors: frozenset[FieldBehavior]) -> tuple[str, ...]:
+    """The notes of a field's behaviors, in the order of their names."""
+    notes = _BEHAVIOR_TEXTS.get(behaviors)
+    if notes is None:
+        notes = tuple(_BEHAVIOR_NOTES[b] for b in sorted(behaviors) if b in _BEHAVIOR_NOTES)
+        _BEHAVIOR_TEXTS[behaviors] = notes
+    return notes

@@ -7,11 +7,13 @@ set, converts the result, and adds (or binds) the registries' services.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 from google.protobuf import descriptor_pb2
 
 from mcpgen.cache import Cache
@@ -140,8 +142,8 @@ def load_files(found: SourceSet, cache: Any, warnings: Warnings) -> LoadedFiles:
                 )
             if f.name not in imports:
                 exposed.add(f.name)
-    for path, _ in found.registries:
-        snapshots.append(digest(path.read_bytes()))
+    if found.registries:
+        snapshots.append(registry_digest(registry_services(found)))
     _check_dependencies(files)
     return LoadedFiles(
         files=_dependencies_first(files),
@@ -151,6 +153,24 @@ def load_files(found: SourceSet, cache: Any, warnings: Warnings) -> LoadedFiles:
         snapshot_digests=sorted(snapshots),
         compiled=compiled,
     )
+
+
+def registry_digest(services: list[RegistryService]) -> str:
+    """What the registry snapshots say, whatever order they list services, endpoints and
+    nodes in (the bundle does not depend on it either), and wherever they are."""
+    canonical = sorted(
+        orjson.dumps(
+            {
+                "name": s.name,
+                "version": s.version,
+                "nodes": sorted(s.nodes),
+                "endpoints": [dataclasses.asdict(s.endpoints[n]) for n in sorted(s.endpoints)],
+            },
+            option=orjson.OPT_SORT_KEYS,
+        )
+        for s in services
+    )
+    return digest(b"\n".join(canonical))
 
 
 def registry_services(found: SourceSet) -> list[RegistryService]:
