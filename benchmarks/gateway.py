@@ -49,7 +49,7 @@ from typing import Any
 
 import anyio
 import grpc
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.message import Message
 from mcp import Client, StdioServerParameters
 
@@ -65,7 +65,8 @@ TRANSPORTS = ("stdio", "http")
 PROC = Path("/proc/self/stat").exists()  # server CPU times need Linux's /proc
 
 #: Variant (b), written to a temporary file and run as `python forwarder.py BUNDLE TOOL TARGET
-#: stdio|http PORT`. It reads only the tool definition and the descriptors from the bundle.
+#: stdio|http PORT`. It reads only the tool definition, its route and the descriptors from the
+#: bundle (through `mcpgen.contract`, the bundle's reader; not timed).
 FORWARDER = '''\
 """The smallest MCP forwarder of one tool to gRPC (variant `forwarder` of the benchmark)."""
 
@@ -77,19 +78,19 @@ from typing import Any
 
 import grpc
 import mcp_types as types
-from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
+from google.protobuf import descriptor_pool, json_format, message_factory
 from mcp.server.lowlevel import Server
 
+from mcpgen.contract import open_bundle
+
 bundle, tool_name, target, transport = Path(sys.argv[1]), *sys.argv[2:5]
-manifest = json.loads((bundle / "manifest.json").read_bytes())
-tool = types.Tool.model_validate(next(t for t in manifest["tools"] if t["name"] == tool_name))
-route = manifest["routes"][tool_name]
+view = open_bundle(bundle)
+definition, route = next((t, r) for t, r in view.tools() if t["name"] == tool_name)
+tool = types.Tool.model_validate(definition)
 pool = descriptor_pool.DescriptorPool()
-for file in descriptor_pb2.FileDescriptorSet.FromString(
-    (bundle / "descriptors.binpb").read_bytes()
-).file:
+for file in view.descriptor_files():
     pool.Add(file)
-method = pool.FindMethodByName(f"{route['service']}.{route['method']}")
+method = pool.FindMethodByName(f"{route.service}.{route.method}")
 Request = message_factory.GetMessageClass(method.input_type)
 Response = message_factory.GetMessageClass(method.output_type)
 rpc: Any = None
@@ -103,7 +104,7 @@ async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.Call
     global rpc
     if rpc is None:  # a grpc.aio channel belongs to the running event loop
         rpc = grpc.aio.insecure_channel(target).unary_unary(
-            route["path"],
+            route.path,
             request_serializer=Request.SerializeToString,
             response_deserializer=Response.FromString,
         )
@@ -144,7 +145,7 @@ asyncio.run(serve_stdio() if transport == "stdio" else serve_http(int(sys.argv[5
 # ---- the backend (its own process) -----------------------------------------------------------
 
 
-def serve_backend(descriptors: Path) -> None:
+def serve_backend(bundle: Path) -> None:
     """Run the Library backend with one book; print its port; stop when stdin closes."""
     from fixtures.library_backend import LibraryBackend
 
@@ -152,7 +153,7 @@ def serve_backend(descriptors: Path) -> None:
         def _recorded(self, name: str, behavior: Any) -> Any:
             return behavior  # no log of received calls: the benchmark makes many
 
-    backend = QuietBackend(descriptors).start()
+    backend = QuietBackend(bundle).start()
     book = backend.Book(
         name=BOOK,
         title="Middlemarch",
@@ -173,8 +174,8 @@ def serve_backend(descriptors: Path) -> None:
 class BackendProcess:
     """`serve_backend` in a subprocess of this script."""
 
-    def __init__(self, descriptors: Path) -> None:
-        command = [sys.executable, __file__, "--serve-backend", str(descriptors)]
+    def __init__(self, bundle: Path) -> None:
+        command = [sys.executable, __file__, "--serve-backend", str(bundle)]
         self.process = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
@@ -263,9 +264,11 @@ Call = Callable[[], Awaitable[Any]]
 class DirectGrpc:
     """Variant (a): GetBook with grpc.aio and dynamic message classes, no MCP."""
 
-    def __init__(self, descriptors: Path, target: str) -> None:
+    def __init__(self, bundle: Path, target: str) -> None:
+        from mcpgen.contract import open_bundle
+
         pool = descriptor_pool.DescriptorPool()
-        for file in descriptor_pb2.FileDescriptorSet.FromString(descriptors.read_bytes()).file:
+        for file in open_bundle(bundle).descriptor_files():
             pool.Add(file)
         method = pool.FindMethodByName(f"{SERVICE}.GetBook")
         self.request_class = message_factory.GetMessageClass(method.input_type)
@@ -320,7 +323,7 @@ async def open_variants(
 ) -> list[Variant]:
     """Start every server and connect a client to each (not timed)."""
     (bundle.parent / "forwarder.py").write_text(FORWARDER)
-    direct = DirectGrpc(bundle / "descriptors.binpb", target)
+    direct = DirectGrpc(bundle, target)
     stack.push_async_callback(direct.channel.close)
     variants = [Variant("grpc", "grpc", direct)]
     for transport in transports:
@@ -412,7 +415,7 @@ async def run(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="mcpgen-bench-gateway-") as tmp:
         bundle = Path(tmp) / "bundle"
         build(Config(sources=[str(ROOT / "fixtures" / "protos")], out=str(bundle)))
-        backend = BackendProcess(bundle / "descriptors.binpb")
+        backend = BackendProcess(bundle)
         try:
             async with AsyncExitStack() as stack:
                 variants = await open_variants(stack, bundle, backend.target, args.transports)

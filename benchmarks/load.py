@@ -143,7 +143,7 @@ async def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="mcpgen-bench-load-") as tmp:
         bundle = Path(tmp) / "bundle"
         build(Config(sources=[str(ROOT / "fixtures" / "protos")], out=str(bundle)))
-        backend = BackendProcess(bundle / "descriptors.binpb")
+        backend = BackendProcess(bundle)
         try:
             for mode in args.modes:
                 rows.append(await run_mode(mode, bundle, backend.target, args))

@@ -29,7 +29,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from mcpgen.errors import UserError
 from mcpgen.runtime.auth import AuthError, AuthHook, BearerAuth, JwtVerifier, TokenFile, from_flags
-from tests.conftest import HttpGateway, free_port
+from tests.conftest import HttpGateway, free_port, read_tools
 
 pytestmark = pytest.mark.anyio
 
@@ -49,7 +49,7 @@ def anyio_backend():
 @pytest.fixture(scope="module")
 def scope_flags(library_bundle: Path) -> list[str]:
     """Every tool needs a scope, so a caller with one scope sees only that scope's tools."""
-    tools = [t["name"] for t in json.loads((library_bundle / "manifest.json").read_text())["tools"]]
+    tools = [t["name"] for t in read_tools(library_bundle)["tools"]]
     flags = []
     for name in tools:
         flags += ["--scope", f"{name}={'books:read' if name in READ_TOOLS else 'books:write'}"]

@@ -174,7 +174,7 @@ async def test_backend_down_opens_the_circuit_and_a_probe_closes_it_again(librar
     target = f"127.0.0.1:{port}"
     breakers = Breakers(failures=3, cooldown=10, clock=clock)
     gateway = grpc_gateway(library_bundle, target, breakers, timeout=5)
-    backend = LibraryBackend(library_bundle / "descriptors.binpb")
+    backend = LibraryBackend(library_bundle)
     try:
         for _ in range(3):  # nothing listens: gRPC's own quick UNAVAILABLE
             with pytest.raises(BackendError) as down:
@@ -303,7 +303,7 @@ def test_http_server_recovers_once_the_backend_is_back(library_bundle):
         library_bundle, "--backend", target, "--breaker-failures", "2",
         "--breaker-cooldown", "0.2",
     )  # fmt: skip
-    backend = LibraryBackend(library_bundle / "descriptors.binpb")
+    backend = LibraryBackend(library_bundle)
     body = {"tool": LIST[0], "input": LIST[1]}
     try:
         with httpx.Client(base_url=server.base, timeout=10) as http:
@@ -406,7 +406,7 @@ def check_outcomes(outcomes: list[Outcome], back: float) -> None:
 
 def test_grpc_backend_restarted_in_the_middle_of_load(library_bundle):
     port = free_port()
-    backend = LibraryBackend(library_bundle / "descriptors.binpb").start(port)
+    backend = LibraryBackend(library_bundle).start(port)
     server = HttpGateway(
         library_bundle, "--backend", backend.target, "--timeout", "2",
         "--breaker-cooldown", "0.2",

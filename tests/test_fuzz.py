@@ -182,7 +182,7 @@ class Session:
 def backend(library_bundle: Path) -> Iterator[Any]:
     from fixtures.library_backend import LibraryBackend
 
-    running = LibraryBackend(library_bundle / "descriptors.binpb").start()
+    running = LibraryBackend(library_bundle).start()
     yield running
     running.stop()
 

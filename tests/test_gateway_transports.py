@@ -6,14 +6,13 @@ forwarding, and `mcpgen serve`.
 
 from __future__ import annotations
 
-import json
 import sys
 
 import httpx
 import pytest
 from mcp import Client, StdioServerParameters
 
-from tests.conftest import HttpGateway, free_port
+from tests.conftest import HttpGateway, free_port, read_tools
 
 pytestmark = pytest.mark.anyio
 
@@ -164,8 +163,7 @@ def test_mcpgen_serve_runs_a_bundle(library_bundle, library_backend):
     finally:
         process.terminate()
         process.wait(timeout=15)
-    manifest = json.loads((library_bundle / "manifest.json").read_text())
-    assert [t["name"] for t in tools] == [t["name"] for t in manifest["tools"]]
+    assert [t["name"] for t in tools] == [t["name"] for t in read_tools(library_bundle)["tools"]]
 
 
 def test_bad_flags_and_missing_bundle_exit_cleanly(tmp_path, library_bundle):

@@ -303,8 +303,8 @@ async def test_go_micro_grpc_server_is_reached_at_its_registered_nodes(tmp_path,
     snapshot = snapshot_with(tmp_path, {"users": [address]}, server="grpc")
     bundle = bundle_of(tmp_path, snapshot, REGISTRY / "protos")
     route = Bundle(bundle).routes["Users_Get"]
-    assert route["kind"] == "grpc" and route["path"] == "/users.Users/Get"
-    assert route["nodes"] == [address]
+    assert route.kind == "grpc" and route.path == "/users.Users/Get"
+    assert route.nodes == (address,)
     server = frontend(bundle)  # no --backend: the registry's node is the target
     async with Client(server.server, mode="legacy") as client:
         await client.list_tools()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import HttpGateway, require_integration
+from tests.conftest import HttpGateway, read_tools, require_integration
 from tests.npm_tools import NpmTools, NpmToolsError, install
 
 
@@ -70,9 +70,8 @@ def test_inspector_lists_and_calls(transport, npm_tools, library_bundle, library
     try:
         code, listed = run_inspector(npm_tools, tmp_path, target, "--method", "tools/list")
         assert code == 0
-        manifest = json.loads((library_bundle / "manifest.json").read_text())
         names = sorted(tool["name"] for tool in listed["result"]["tools"])
-        assert names == sorted(tool["name"] for tool in manifest["tools"])
+        assert names == sorted(tool["name"] for tool in read_tools(library_bundle)["tools"])
         for tool in listed["result"]["tools"]:
             assert tool["inputSchema"]["type"] == "object"
             assert tool["description"]

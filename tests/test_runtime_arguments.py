@@ -7,7 +7,6 @@ request or answers InvalidArguments (never anything else), and it never accepts 
 
 from __future__ import annotations
 
-import json
 import random
 
 import pytest
@@ -17,6 +16,7 @@ from hypothesis import strategies as st
 
 from mcpgen.runtime.arguments import InvalidArguments, build_request, root_value
 from mcpgen.runtime.bundle import Bundle
+from tests.conftest import read_tools
 from tests.randomfill import RandomFiller
 
 _SCALARS = st.one_of(
@@ -57,8 +57,7 @@ def bundle(library_bundle) -> Bundle:
 
 
 def _tools(library_bundle_path) -> list[str]:
-    manifest = json.loads((library_bundle_path / "manifest.json").read_text())
-    return [t["name"] for t in manifest["tools"]]
+    return [t["name"] for t in read_tools(library_bundle_path)["tools"]]
 
 
 TOOLS = [

@@ -18,10 +18,17 @@ from typing import Any
 import pytest
 
 import mcpgen.snapshot.etcd as etcd_snapshot
-from mcpgen.build import compile_bundle
+from mcpgen.build import build as build_bundle
 from mcpgen.config import Config
 from mcpgen.errors import Warnings
-from tests.conftest import FIXTURES, free_port, require_integration, run_cli, run_mcpgen
+from tests.conftest import (
+    FIXTURES,
+    free_port,
+    read_tools,
+    require_integration,
+    run_cli,
+    run_mcpgen,
+)
 
 EXAMPLE = FIXTURES / "registry" / "gomicro-registry.json"
 DEFAULT_PREFIX = "/micro/registry/"
@@ -114,10 +121,11 @@ def snapshot(
     return json.loads(out.read_text(encoding="utf-8")), result.stderr
 
 
-def build(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    result = compile_bundle(Config(sources=[str(path)]), Warnings())
-    manifest = json.loads(result.content("manifest.json"))
-    return manifest["tools"], manifest["routes"]
+def build(path: Path, out: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Build `path` into the folder `out`; the bundle's tools and routes."""
+    build_bundle(Config(sources=[str(path)], out=str(out)), Warnings())
+    built = read_tools(out)
+    return built["tools"], built["routes"]
 
 
 def canonical(service: dict[str, Any]) -> dict[str, Any]:
@@ -177,8 +185,8 @@ def test_build_of_the_snapshot_matches_the_registry_file(etcd, tmp_path):
         etcd.register(prefix, service, separators=(",", ":"))
     out = tmp_path / "registry.json"
     snapshot(etcd, out, prefix)
-    tools, routes = build(out)
-    expected_tools, expected_routes = build(EXAMPLE)
+    tools, routes = build(out, tmp_path / "from_snapshot")
+    expected_tools, expected_routes = build(EXAMPLE, tmp_path / "from_file")
     assert [t["name"] for t in tools] == [t["name"] for t in expected_tools]
     assert tools == expected_tools
     assert routes == expected_routes

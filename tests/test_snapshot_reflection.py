@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -18,7 +17,14 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from mcpgen.errors import UserError, Warnings
 from mcpgen.snapshot import SnapshotOptions, take
-from tests.conftest import PROTOS, free_port, protoc_descriptor_set, run_cli, run_mcpgen
+from tests.conftest import (
+    PROTOS,
+    free_port,
+    protoc_descriptor_set,
+    read_tools,
+    run_cli,
+    run_mcpgen,
+)
 from tests.pki import make_pki
 
 FIXTURE_FILES = [
@@ -438,8 +444,8 @@ def test_building_the_snapshot_gives_the_tools_of_the_protos(serve, library_bund
     assert snapshot(server.source, snap).exit_code == 0
     built = run_cli("build", str(snap), "-o", str(tmp_path / "out"))
     assert built.exit_code == 0, built.output
-    from_snapshot = json.loads((tmp_path / "out" / "manifest.json").read_text())
-    from_protos = json.loads((library_bundle / "manifest.json").read_text())
+    from_snapshot = read_tools(tmp_path / "out")
+    from_protos = read_tools(library_bundle)
     assert [t["name"] for t in from_snapshot["tools"]] == [t["name"] for t in from_protos["tools"]]
     assert len(from_snapshot["tools"]) > 10
     for mine, theirs in zip(from_snapshot["tools"], from_protos["tools"], strict=True):
