@@ -134,7 +134,8 @@ def config_digest(config: Config) -> str:
     settings = dataclasses.asdict(config)
     for where in ("sources", "import_paths", "out", "file"):
         settings.pop(where)
-    return digest(key_of("config", orjson.dumps(settings, option=orjson.OPT_SORT_KEYS)).encode())
+    settings["mcpgen"] = __version__  # recorded in the bundle: the release, not the code's hash
+    return digest(orjson.dumps(settings, option=orjson.OPT_SORT_KEYS))
 
 
 def build(
@@ -275,7 +276,7 @@ def _jobs(
         stem = stems[name]
         module = module_name(stem)
         if module in modules.values():  # `a.b` and `a_b` would share a module name
-            module = f"{module}_{key_of(name)[:8]}"
+            module = f"{module}_{digest(name.encode())[7:15]}"
         modules[name] = module
         shard_files = ShardFiles.of(stem, module if config.models else None)
         plan = [(p.name, p.service.full_name, p.method.name) for p in tools]

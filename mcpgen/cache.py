@@ -12,11 +12,13 @@ folder (CI jobs restoring one cache) see whole entries or none.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import struct
 import tempfile
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 from mcpgen import __version__
@@ -35,11 +37,32 @@ def default_dir() -> Path:
     return Path(base) / "mcpgen"
 
 
+@functools.cache
+def code_identity() -> str:
+    """mcpgen's own code and templates, and the versions of the libraries whose output lands in
+    a bundle: a development checkout with edited code never reuses what older code made."""
+    h = hashlib.sha256(__version__.encode())
+    package = Path(__file__).resolve().parent
+    from mcpgen.templating import templates_dir
+
+    for root in (package, templates_dir()):
+        for path in sorted(root.rglob("*")):
+            if path.is_file() and path.suffix in (".py", ".j2", ".toml"):
+                h.update(path.relative_to(root).as_posix().encode())
+                h.update(path.read_bytes())
+    for library in ("protobuf", "grpcio-tools", "datamodel-code-generator", "pydantic"):
+        try:
+            h.update(f"{library}=={metadata.version(library)}".encode())
+        except metadata.PackageNotFoundError:
+            h.update(f"{library} missing".encode())
+    return h.hexdigest()
+
+
 def key_of(*parts: bytes | str) -> str:
     """The key of an entry: a digest of its parts, each length-prefixed so parts cannot run
-    into each other; mcpgen's version is always one of them."""
+    into each other; mcpgen's code (`code_identity`) is always one of them."""
     h = hashlib.sha256()
-    for part in (__version__, *parts):
+    for part in (code_identity(), *parts):
         data = part.encode() if isinstance(part, str) else part
         h.update(len(data).to_bytes(8, "big"))
         h.update(data)

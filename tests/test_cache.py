@@ -143,3 +143,14 @@ def test_a_rebuild_links_the_files_it_keeps_and_never_trusts_an_edited_one(tmp_p
     build(config, Warnings(), cache=cache)
     assert files_of(out) == first  # the edited file came back from the cache's copy
     assert (out / "tools" / "acme.library.v1.json").stat().st_ino == inode  # linked, not copied
+
+
+def test_other_mcpgen_code_never_reuses_entries(tmp_path, monkeypatch):
+    from mcpgen import cache as cache_module
+
+    cache = Cache(tmp_path / "cache")
+    first, _ = make(tmp_path, "first", cache)
+    monkeypatch.setattr(cache_module, "code_identity", lambda: "edited checkout")
+    again, result = make(tmp_path, "again", cache)
+    assert (result.shards_cached, result.files_compiled) == (0, result.files_total)
+    assert again == first  # what the bundle records does not depend on the code's hash
