@@ -13,6 +13,7 @@ problem, and is imported only for that: building its format checkers takes secon
 from __future__ import annotations
 
 import functools
+import gc
 import math
 import re
 from collections.abc import Iterator
@@ -228,33 +229,6 @@ class RefCheck:
         ]
 
 
-def _nodes(schema: dict[str, Any], seen: set[int]) -> Iterator[dict[str, Any]]:
-    """`subschemas(schema, [], seen)` without the paths."""
-    stack = [schema]
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        yield node
-        if _CHILD_KEYS.isdisjoint(node):
-            continue
-        for key in _SCHEMA_KEYS:
-            child = node.get(key)
-            if isinstance(child, dict):
-                stack.append(child)
-        for key in _SCHEMA_LISTS:
-            for child in node.get(key) or []:
-                if isinstance(child, dict):
-                    stack.append(child)
-        for key in _SCHEMA_TABLES:
-            table = node.get(key)
-            if isinstance(table, dict):
-                for child in table.values():
-                    if isinstance(child, dict):
-                        stack.append(child)
-
-
 class _Unclean(Exception):
     """Something in the tools is wrong: the full checks must say what and where."""
 
@@ -262,6 +236,7 @@ class _Unclean(Exception):
 _NO_REFS: frozenset[str] = frozenset()
 _BLANKED_TEXT = frozenset((*_ANNOTATION_TEXT, "pattern", "format"))
 _FORBIDDEN = frozenset(_FORBIDDEN_PORTABLE)
+_KEY_SET, _LIST_SET, _TABLE_SET = map(frozenset, (_SCHEMA_KEYS, _SCHEMA_LISTS, _SCHEMA_TABLES))
 _JSON_SCALARS = (str, bool, type(None))
 _INT64 = (-(2**63), 2**64 - 1)
 
@@ -276,35 +251,6 @@ def _freeze(value: Any) -> Any:
     if kind is dict:
         return kind, tuple((_freeze(k), _freeze(v)) for k, v in value.items())
     raise _Unclean  # not JSON data: leave it to the full checks
-
-
-def _shape_key(node: dict[str, Any]) -> tuple:
-    """Equal for two nodes only when their `_shallow` shapes are equal (types included).
-
-    Cheaper than building the shape; the shape itself is built once per distinct key.
-    """
-    parts = []
-    for key, value in node.items():
-        kind = type(value)
-        if kind is str:
-            parts.append((key, 0, "" if key in _BLANKED_TEXT else value))
-        elif kind is dict and key in _SCHEMA_KEYS:
-            parts.append((key, 1))
-        elif kind is dict and key in _SCHEMA_TABLES:
-            parts.append((key, 2, not value))
-        elif kind is bool:
-            parts.append((key, 3, value))
-        elif (kind is int or kind is float) and key in _NUMERIC_KEYWORDS:
-            parts.append((key, 4, value >= 0))
-        elif kind is list and key in _SCHEMA_LISTS:
-            parts.append((key, 5, len(value)))
-        elif kind is list and key == "enum" and value:
-            parts.append((key, 7))
-        elif kind is list and key == "required" and _unique_strings(value):
-            parts.append((key, 8, not value))
-        else:
-            parts.append((key, 6, _freeze(value)))
-    return tuple(parts)
 
 
 def _plain_json(value: Any) -> bool:
@@ -323,27 +269,49 @@ def _plain_json(value: Any) -> bool:
     return False
 
 
+def _portable_node(node: dict[str, Any]) -> bool:
+    """portable_problems of one node, without its subschemas, as a yes or no."""
+    if not _FORBIDDEN.isdisjoint(node):
+        return False
+    kind = node.get("type")
+    if isinstance(kind, list) or (kind == "array" and not isinstance(node.get("items"), dict)):
+        return False
+    if "required" in node:
+        required = node["required"]
+        props = node.get("properties") or {}
+        if not isinstance(required, list) or any(r not in props for r in required):
+            return False
+    return True
+
+
 class _FastCheck:
     """Whether every tool passes every check of `validate_tools`, without paths or messages.
 
     The same nodes and the same predicates as the full checks, so it passes only when they
-    would find nothing: each distinct node (by identity; schemas share subtrees) once, each
-    distinct shape once (jsonschema-rs accepts; where it does not, Python's `jsonschema`
-    decides), each distinct pattern once. Anything unexpected fails it, and the full checks
-    then run and decide.
+    would find nothing: each distinct node (by identity; schemas share subtrees) once, in one
+    pass for all checks; each distinct shape once (jsonschema-rs accepts; where it does not,
+    Python's `jsonschema` decides); each distinct pattern once. Anything unexpected fails it,
+    and the full checks then run and decide.
     """
 
     def __init__(self) -> None:
-        self._refs: dict[int, frozenset[str]] = {}
+        #: id of a node -> the `$ref`s under it, and whether it is portable all through
+        self._nodes: dict[int, tuple[frozenset[str], bool]] = {}
         self._shapes: dict[tuple, bool] = {}
         self._patterns: dict[str, bool] = {}
-        self._portable_seen: set[int] = set()
 
     def clean(self, specs: list[ToolSpec], portable: bool) -> bool:
+        # It allocates a tuple or two per node and makes no reference cycles: the collector,
+        # which would walk every schema again and again meanwhile, waits (half of the time).
+        collecting = gc.isenabled()
+        gc.disable()
         try:
             self._check(specs, portable)
         except Exception:  # _Unclean, or data the full checks must report on (or raise for)
             return False
+        finally:
+            if collecting:
+                gc.enable()
         return True
 
     def _check(self, specs: list[ToolSpec], portable: bool) -> None:
@@ -355,9 +323,9 @@ class _FastCheck:
             names.add(name)
             for key in ("inputSchema", "outputSchema"):
                 schema = spec.tool[key]
-                if schema.get("type") != "object":
+                if type(schema) is not dict or schema.get("type") != "object":
                     raise _Unclean
-                refs = self.refs(schema)
+                refs, _ = self._visit(schema)
                 if refs:
                     defs = schema.get("$defs") or {}
                     for ref in refs:
@@ -367,82 +335,94 @@ class _FastCheck:
                         ):
                             raise _Unclean
             if portable:
-                self.portable(spec.tool["inputSchema"])
+                schema = spec.tool["inputSchema"]
+                if not isinstance(schema.get("properties"), dict) or not self._visit(schema)[1]:
+                    raise _Unclean
 
-    def refs(self, node: dict[str, Any]) -> frozenset[str]:
-        """The `$ref`s under `node`, checking each node against the metaschema on first sight."""
-        known = self._refs.get(id(node))
+    def _visit(self, node: dict[str, Any]) -> tuple[frozenset[str], bool]:
+        """Check a node and what is under it on first sight; its `$ref`s and portability.
+
+        Its subschemas are those `subschemas` and `RefCheck.refs` visit; its shape key is equal
+        for two nodes only when their `_shallow` shapes are (types included), and is cheaper
+        to build than the shape, which is built once per distinct key.
+        """
+        known = self._nodes.get(id(node))
         if known is not None:
             return known
-        self._node(node)
-        ref = node.get("$ref")
-        found = frozenset((ref,)) if isinstance(ref, str) else _NO_REFS
-        if not _CHILD_KEYS.isdisjoint(node):  # the children RefCheck.refs and subschemas visit
-            for key in _SCHEMA_KEYS:
-                child = node.get(key)
-                if isinstance(child, dict):
-                    sub = self.refs(child)
-                    if sub:
-                        found |= sub
-            for key in _SCHEMA_LISTS:
-                for child in node.get(key) or []:
-                    if isinstance(child, dict):
-                        sub = self.refs(child)
-                        if sub:
-                            found |= sub
-            for key in _SCHEMA_TABLES:
-                table = node.get(key)
-                if isinstance(table, dict):
-                    for child in table.values():
-                        if isinstance(child, dict):
-                            sub = self.refs(child)
-                            if sub:
-                                found |= sub
-        self._refs[id(node)] = found
-        return found
-
-    def _node(self, node: dict[str, Any]) -> None:
-        """MetaschemaCheck.problems of one node, as a yes or no."""
-        key = _shape_key(node)
-        valid = self._shapes.get(key)
+        refs = _NO_REFS
+        portable = _portable_node(node)
+        children: list[dict[str, Any]] = []
+        parts = []
+        for key, value in node.items():
+            kind = type(value)
+            if kind is str:
+                if key in _BLANKED_TEXT:
+                    parts.append((key, 0, ""))
+                    if key == "pattern":
+                        self._pattern(value)
+                else:
+                    parts.append((key, 0, value))
+                    if key == "$ref":
+                        refs = frozenset((value,))
+            elif kind is dict:
+                if key in _KEY_SET:
+                    parts.append((key, 1))
+                    children.append(value)
+                elif key in _TABLE_SET:
+                    parts.append((key, 2, not value))
+                    children += [v for v in value.values() if isinstance(v, dict)]
+                elif key in _LIST_SET:
+                    raise _Unclean
+                else:
+                    parts.append((key, 6, _freeze(value)))
+            elif key in _LIST_SET:
+                if kind is not list:
+                    raise _Unclean
+                parts.append((key, 5, len(value)))
+                children += [v for v in value if isinstance(v, dict)]
+            elif kind is bool:
+                parts.append((key, 3, value))
+            elif (kind is int or kind is float) and key in _NUMERIC_KEYWORDS:
+                parts.append((key, 4, value >= 0))
+            elif kind is list and key == "enum" and value:
+                parts.append((key, 7))
+            elif kind is list and key == "required" and _unique_strings(value):
+                parts.append((key, 8, not value))
+            else:
+                parts.append((key, 6, _freeze(value)))
+        shape_key = tuple(parts)
+        valid = self._shapes.get(shape_key)
         if valid is None:
-            shape = _shallow(node)
-            valid = (_plain_json(shape) and _rust_meta().is_valid(shape)) or not any(
-                True for _ in _python_meta().iter_errors(shape)
-            )
-            self._shapes[key] = valid
+            valid = self._shapes[shape_key] = _valid_shape(_shallow(node))
         if not valid:
             raise _Unclean
-        pattern = node.get("pattern")
-        if isinstance(pattern, str):
-            compiles = self._patterns.get(pattern)
-            if compiles is None:
-                try:
-                    re.compile(pattern)
-                    compiles = True
-                except re.error:
-                    compiles = False
-                self._patterns[pattern] = compiles
-            if not compiles:
-                raise _Unclean
+        for child in children:
+            child_refs, child_portable = self._visit(child)
+            if child_refs:
+                refs |= child_refs
+            portable = portable and child_portable
+        result = (refs, portable)
+        self._nodes[id(node)] = result
+        return result
 
-    def portable(self, schema: dict[str, Any]) -> None:
-        """portable_problems of one input schema, as a yes or no."""
-        if schema.get("type") != "object" or not isinstance(schema.get("properties"), dict):
+    def _pattern(self, pattern: str) -> None:
+        compiles = self._patterns.get(pattern)
+        if compiles is None:
+            try:
+                re.compile(pattern)
+                compiles = True
+            except re.error:
+                compiles = False
+            self._patterns[pattern] = compiles
+        if not compiles:
             raise _Unclean
-        for node in _nodes(schema, self._portable_seen):
-            if not _FORBIDDEN.isdisjoint(node):
-                raise _Unclean
-            kind = node.get("type")
-            if isinstance(kind, list):
-                raise _Unclean
-            if kind == "array" and not isinstance(node.get("items"), dict):
-                raise _Unclean
-            if "required" in node:
-                required = node["required"]
-                props = node.get("properties") or {}
-                if not isinstance(required, list) or any(r not in props for r in required):
-                    raise _Unclean
+
+
+def _valid_shape(shape: dict[str, Any]) -> bool:
+    """No metaschema error: jsonschema-rs accepts, or the reference finds nothing."""
+    if _plain_json(shape) and _rust_meta().is_valid(shape):
+        return True
+    return not any(True for _ in _python_meta().iter_errors(shape))
 
 
 def validate_tools(

@@ -1,5 +1,7 @@
-"""models.py of a bundle: importable on its own, a model pair per tool, and true to protobuf.
+"""Models modules: importable on their own, a model pair per tool, and true to protobuf.
 
+The tests call `models_module` on the tools of the fixtures (their ToolSpecs) and import the
+module it returns from a temporary folder, as a bundle's `models/<package>.py` would be.
 Protobuf is the oracle, as in test_oracle.py: random response messages printed by
 `MessageToDict` must validate into the output models, and random requests that the precise input
 schema accepts must validate into the input models and come back out (`model_dump` by alias)
@@ -14,28 +16,34 @@ import os
 import random
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
-from google.protobuf import descriptor_pb2, json_format
+from google.protobuf import json_format
+from google.protobuf.descriptor import MethodDescriptor
+from google.protobuf.descriptor_pool import DescriptorPool
 from google.protobuf.message import Message
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from ruff import find_ruff_bin
 
-from mcpgen.build import build, compile_bundle
 from mcpgen.config import Config
 from mcpgen.errors import Warnings
+from mcpgen.model import Catalog
 from mcpgen.pymodels import ModelSchemas, models_module, tool_classes
 from mcpgen.runtime.arguments import response_json, root_value, validate_arguments
-from mcpgen.runtime.bundle import Bundle
+from mcpgen.runtime.validation import SchemaValidator, validator_for
+from mcpgen.schema import SchemaRenderer
 from mcpgen.schema.scalars import ROOT_VALUE_KEY
 from mcpgen.sources import load_catalog
+from mcpgen.tools import ToolSpec, build_tools
 from tests.conftest import FIXTURES, PROTOS
 
 sys.path.insert(0, str(Path(__file__).parent))
-from randomfill import RandomFiller, build_pool, well_known_names
+from randomfill import RandomFiller, build_pool, message_class, well_known_names
 
 REGISTRY = FIXTURES / "registry"
 EXAMPLES = int(os.environ.get("MCPGEN_ORACLE_EXAMPLES", "25"))
@@ -50,7 +58,7 @@ _SETTINGS = settings(
 
 
 def load_models(path: Path, name: str) -> ModuleType:
-    """A bundle's models.py as a module of its own name (bundles do not share modules)."""
+    """A models module as a module of its own name (bundles do not share modules)."""
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -59,34 +67,85 @@ def load_models(path: Path, name: str) -> ModuleType:
     return module
 
 
-def manifest_of(bundle: Path) -> dict[str, Any]:
-    return json.loads((bundle / "manifest.json").read_bytes())
+def tools_of(
+    sources: Sequence[str | Path], import_paths: Sequence[str | Path] = ()
+) -> tuple[Catalog, list[ToolSpec]]:
+    """The catalog of the sources and their tools, as a build renders them by default."""
+    catalog = load_catalog([str(s) for s in sources], [str(p) for p in import_paths], Warnings())
+    return catalog, build_tools(catalog, Config(), SchemaRenderer(catalog), Warnings())
+
+
+def write_models(specs: Sequence[ToolSpec], catalog: Catalog, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(models_module(specs, catalog))
+    return path
+
+
+def package_of(spec: ToolSpec) -> str:
+    """The proto package of a tool: its route's service without the last dotted segment."""
+    return spec.route["service"].rpartition(".")[0]
+
+
+class Fixtures:
+    """The fixtures' tools and what the oracle needs of them: protobuf's classes of each gRPC
+    tool's messages and the precise input schema the server validates arguments against."""
+
+    def __init__(self) -> None:
+        self.catalog, self.specs = tools_of([PROTOS])
+        self.by_name = {s.name: s for s in self.specs}
+        self.renderer = SchemaRenderer(self.catalog)
+        self.pool: DescriptorPool = build_pool(self.catalog.descriptor_files)
+        self.any_types = tuple(sorted(well_known_names(self.pool)))
+        self._validators: dict[str, SchemaValidator] = {}
+
+    def method(self, tool: str) -> MethodDescriptor:
+        route = self.by_name[tool].route
+        return self.pool.FindMethodByName(f"{route['service']}.{route['method']}")
+
+    def input_schema(self, tool: str) -> dict[str, Any]:
+        """What the server checks arguments against: the precise schema of the request (for a
+        go-micro endpoint only its registry describes, the tool's own inputSchema)."""
+        return input_schema(self.by_name[tool], self.catalog, self.renderer)
+
+    def input_validator(self, tool: str) -> SchemaValidator:
+        if tool not in self._validators:
+            self._validators[tool] = validator_for(self.input_schema(tool))
+        return self._validators[tool]
+
+
+def input_schema(spec: ToolSpec, catalog: Catalog, renderer: SchemaRenderer) -> dict[str, Any]:
+    route = spec.route
+    if route["kind"] == "grpc":
+        service = next(s for s in catalog.services if s.full_name == route["service"])
+        method = next(m for m in service.methods if m.name == route["method"])
+        return renderer.precise(method.input_type, output=False)
+    if "request" in route:
+        return renderer.precise(route["request"], output=False)
+    return spec.tool["inputSchema"]
 
 
 @pytest.fixture(scope="module")
-def models(library_bundle: Path) -> ModuleType:
-    return load_models(library_bundle / "models.py", "library_bundle_models")
+def fixtures() -> Fixtures:
+    return Fixtures()
 
 
 @pytest.fixture(scope="module")
-def bundle(library_bundle: Path) -> Bundle:
-    return Bundle(library_bundle)
+def models_path(fixtures: Fixtures, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One module of every fixture tool (several packages: the API takes any set of tools)."""
+    folder = tmp_path_factory.mktemp("models")
+    return write_models(fixtures.specs, fixtures.catalog, folder / "fixtures_models.py")
 
 
 @pytest.fixture(scope="module")
-def filler_pool(library_bundle: Path):
-    files = descriptor_pb2.FileDescriptorSet.FromString(
-        (library_bundle / "descriptors.binpb").read_bytes()
-    ).file
-    pool = build_pool(files)
-    return pool, tuple(sorted(well_known_names(pool)))
+def models(models_path: Path) -> ModuleType:
+    return load_models(models_path, "fixtures_models")
 
 
 # ---- the module ------------------------------------------------------------------------------
 
 
 def test_models_import_in_a_fresh_interpreter_with_a_pair_for_every_tool(
-    library_bundle: Path, tmp_path: Path
+    fixtures: Fixtures, models_path: Path, tmp_path: Path
 ) -> None:
     script = (
         "import importlib.util, json, sys\n"
@@ -99,17 +158,59 @@ def test_models_import_in_a_fresh_interpreter_with_a_pair_for_every_tool(
         "assert all(all(v) for v in ok.values())\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", script, str(library_bundle / "models.py")],
+        [sys.executable, "-c", script, str(models_path)],
         capture_output=True,
         text=True,
         cwd=tmp_path,  # nothing of the checkout on the path but the installed packages
     )
     assert done.returncode == 0, done.stderr
     pairs = json.loads(done.stdout)
-    tools = [t["name"] for t in manifest_of(library_bundle)["tools"]]
-    assert list(pairs) == tools
+    assert list(pairs) == [s.name for s in fixtures.specs]
     assert pairs["Library_CreateBook"] == ["LibraryCreateBookInput", "LibraryCreateBookOutput"]
     assert pairs["v1_Users_GetUser"] == ["V1UsersGetUserInput", "V1UsersGetUserOutput"]
+
+
+def test_every_package_gets_a_module_of_its_own(fixtures: Fixtures, tmp_path: Path) -> None:
+    """As builds call it: once per proto package with that package's tools. Each module holds
+    the types its tools reach, from whatever package, and imports on its own."""
+    packages: dict[str, list[ToolSpec]] = {}
+    for spec in fixtures.specs:
+        packages.setdefault(package_of(spec), []).append(spec)
+    assert len(packages) > 2
+    for package, specs in packages.items():
+        name = package.replace(".", "_")
+        module = load_models(write_models(specs, fixtures.catalog, tmp_path / f"{name}.py"), name)
+        assert list(module.TOOLS) == [s.name for s in specs]
+    library = sys.modules["acme_library_v1"]
+    assert "Book" in vars(library) and "LibraryCreateBookInput" in vars(library)
+    assert "TypesEchoTreeInput" not in vars(library)  # another package's tools are not here
+
+
+def test_a_larger_catalog_gives_the_same_bytes(fixtures: Fixtures) -> None:
+    """A module depends only on the types its tools reach, not on the rest of the catalog."""
+    library = [s for s in fixtures.specs if package_of(s) == "acme.library.v1"]
+    small, _ = tools_of([PROTOS / "acme" / "library"], [PROTOS])
+    assert len(small.messages) < len(fixtures.catalog.messages)
+    assert models_module(library, small) == models_module(library, fixtures.catalog)
+
+
+def test_the_module_is_formatted_by_the_environments_ruff(
+    fixtures: Fixtures, models_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ruff formats the module (formatting it again changes nothing), and the ruff of mcpgen's
+    environment does, not one on PATH."""
+    done = subprocess.run(
+        [find_ruff_bin(), "format", "--isolated", "--line-length", "100", "--diff", models_path],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    source = models_path.read_text()
+    assert source.startswith("# Generated by mcpgen ")
+    assert "from __future__ import annotations\n\nfrom typing import " in source  # sorted
+    monkeypatch.setenv("PATH", str(tmp_path))  # no ruff (nor anything else) on PATH
+    library = [s for s in fixtures.specs if package_of(s) == "acme.library.v1"]
+    assert models_module(library, fixtures.catalog).startswith(b"# Generated by mcpgen ")
 
 
 def test_shared_types_are_one_class_and_variants_are_named(models: ModuleType) -> None:
@@ -171,17 +272,16 @@ def test_recursive_types(models: ModuleType) -> None:
     assert node.model_dump(by_alias=True, exclude_unset=True) == tree
 
 
-def test_hoisted_schemas_say_what_the_manifest_says(library_bundle: Path) -> None:
-    """The models' schemas name every message type; inlined again, they are the manifest's
+def test_hoisted_schemas_say_what_the_manifest_says(fixtures: Fixtures) -> None:
+    """The models' schemas name every message type; inlined again, they are the tools'
     outputSchemas (descriptions aside, which differ where a field's text meets its type's)."""
-    catalog = load_catalog([str(PROTOS)], [], Warnings())
-    result = compile_bundle(Config(sources=[str(PROTOS)], models=False))
-    classes = tool_classes([t.name for t in result.tools])
-    document = ModelSchemas(catalog).document(result.tools, classes)["$defs"]
-    for tool in manifest_of(library_bundle)["tools"]:
-        ours = _expand(document[classes[tool["name"]][1]], document)
-        theirs = _expand(tool["outputSchema"], tool["outputSchema"].get("$defs", {}))
-        assert _strip_massaged(ours) == _strip_massaged(theirs), tool["name"]
+    classes = tool_classes([s.name for s in fixtures.specs])
+    document = ModelSchemas(fixtures.catalog).document(fixtures.specs, classes)["$defs"]
+    for spec in fixtures.specs:
+        ours = _expand(document[classes[spec.name][1]], document)
+        output = spec.tool["outputSchema"]
+        theirs = _expand(output, output.get("$defs", {}))
+        assert _strip_massaged(ours) == _strip_massaged(theirs), spec.name
 
 
 def _expand(schema: Any, defs: dict[str, Any], depth: int = 0) -> Any:
@@ -219,10 +319,6 @@ def _strip_massaged(schema: Any) -> Any:
 # ---- protobuf as the oracle ------------------------------------------------------------------
 
 
-def _grpc_tools(bundle: Bundle) -> list[str]:
-    return [t["name"] for t in bundle.tools if bundle.routes[t["name"]]["kind"] == "grpc"]
-
-
 GRPC_TOOLS = [
     "Inventory_Lookup", "Inventory_Reserve", "Library_CreateBook", "Library_DeleteBook",
     "Library_GetBook", "Library_LegacySearch", "Library_ListBooks", "Library_UpdateBook",
@@ -232,26 +328,25 @@ GRPC_TOOLS = [
 ]  # fmt: skip
 
 
-def test_the_oracle_covers_every_tool(bundle: Bundle) -> None:
-    assert _grpc_tools(bundle) == GRPC_TOOLS
+def test_the_oracle_covers_every_tool(fixtures: Fixtures) -> None:
+    assert [s.name for s in fixtures.specs if s.route["kind"] == "grpc"] == GRPC_TOOLS
 
 
-def _random(filler_pool, rng: random.Random, full_name: str) -> Message:
-    pool, any_types = filler_pool
-    return RandomFiller(pool, rng, any_types=any_types).message(full_name)
+def _random(fixtures: Fixtures, rng: random.Random, full_name: str) -> Message:
+    return RandomFiller(fixtures.pool, rng, any_types=fixtures.any_types).message(full_name)
 
 
 @pytest.mark.parametrize("tool", GRPC_TOOLS)
 @_SETTINGS
 @given(rng=st.randoms(use_true_random=True))
 def test_printed_responses_validate_into_the_output_model(
-    tool: str, rng: random.Random, bundle: Bundle, models: ModuleType, filler_pool
+    tool: str, rng: random.Random, fixtures: Fixtures, models: ModuleType
 ) -> None:
-    method = bundle.grpc_method(tool)
+    method = fixtures.method(tool)
     output_model = models.TOOLS[tool][1]
-    messages = [_random(filler_pool, rng, method.output_descriptor.full_name) for _ in range(2)]
+    messages = [_random(fixtures, rng, method.output_type.full_name) for _ in range(2)]
     try:
-        if method.streaming == "server":
+        if method.server_streaming:
             data: dict[str, Any] = {"messages": [response_json(m) for m in messages]}
         else:
             data = response_json(messages[0])
@@ -264,25 +359,25 @@ def test_printed_responses_validate_into_the_output_model(
 @_SETTINGS
 @given(rng=st.randoms(use_true_random=True))
 def test_valid_requests_round_trip_through_the_input_model(
-    tool: str, rng: random.Random, bundle: Bundle, models: ModuleType, filler_pool
+    tool: str, rng: random.Random, fixtures: Fixtures, models: ModuleType
 ) -> None:
-    method = bundle.grpc_method(tool)
-    name = method.input_descriptor.full_name
-    request = _random(filler_pool, rng, name)
+    name = fixtures.method(tool).input_type.full_name
+    request = _random(fixtures, rng, name)
     try:
-        data = json_format.MessageToDict(request, descriptor_pool=request.DESCRIPTOR.file.pool)
+        data = json_format.MessageToDict(request, descriptor_pool=fixtures.pool)
     except json_format.SerializeToJsonError:
         return
     arguments = {ROOT_VALUE_KEY: data} if root_value(name) else data
-    if validate_arguments(arguments, bundle.input_validator(tool)):
+    if validate_arguments(arguments, fixtures.input_validator(tool)):
         return  # a random message may break validation rules; the model is laxer, not stricter
     parsed = models.TOOLS[tool][0].model_validate(arguments)
     dumped = parsed.model_dump(by_alias=True, exclude_unset=True)
     # the message the JSON stands for (JSON loses some: an unknown NullValue number prints null)
-    expected, again = method.input_class(), method.input_class()
-    json_format.ParseDict(data, expected, descriptor_pool=request.DESCRIPTOR.file.pool)
+    request_class = message_class(fixtures.pool, name)
+    expected, again = request_class(), request_class()
+    json_format.ParseDict(data, expected, descriptor_pool=fixtures.pool)
     payload = dumped[ROOT_VALUE_KEY] if root_value(name) else dumped
-    json_format.ParseDict(payload, again, descriptor_pool=request.DESCRIPTOR.file.pool)
+    json_format.ParseDict(payload, again, descriptor_pool=fixtures.pool)
     if again != expected:  # NaN is not equal to itself: compare the printed forms then
         assert _printed(again) == _printed(expected), (arguments, dumped)
 
@@ -292,23 +387,19 @@ def _printed(message: Message) -> str:
     return json_format.MessageToJson(message, descriptor_pool=pool, sort_keys=True)
 
 
-def test_valid_requests_are_found_for_most_tools(
-    bundle: Bundle, models: ModuleType, filler_pool
-) -> None:
+def test_valid_requests_are_found_for_most_tools(fixtures: Fixtures) -> None:
     """The round-trip property is not vacuous: random requests pass the schema for most tools."""
     passing = set()
     for tool in GRPC_TOOLS:
-        name = bundle.grpc_method(tool).input_descriptor.full_name
+        name = fixtures.method(tool).input_type.full_name
         for seed in range(40):
-            request = _random(filler_pool, random.Random(seed), name)
+            request = _random(fixtures, random.Random(seed), name)
             try:
-                data = json_format.MessageToDict(
-                    request, descriptor_pool=request.DESCRIPTOR.file.pool
-                )
+                data = json_format.MessageToDict(request, descriptor_pool=fixtures.pool)
             except json_format.SerializeToJsonError:
                 continue
             arguments = {ROOT_VALUE_KEY: data} if root_value(name) else data
-            if not validate_arguments(arguments, bundle.input_validator(tool)):
+            if not validate_arguments(arguments, fixtures.input_validator(tool)):
                 passing.add(tool)
                 break
     assert len(passing) >= len(GRPC_TOOLS) - 4, sorted(set(GRPC_TOOLS) - passing)
@@ -320,25 +411,26 @@ def test_valid_requests_are_found_for_most_tools(
 @pytest.mark.parametrize(
     "sources",
     [
-        [str(REGISTRY / "gomicro-registry.json")],
-        [str(REGISTRY / "quirks.json")],
-        [str(REGISTRY / "gomicro-registry.json"), str(REGISTRY / "protos")],
+        [REGISTRY / "gomicro-registry.json"],
+        [REGISTRY / "quirks.json"],
+        [REGISTRY / "gomicro-registry.json", REGISTRY / "protos"],
     ],
     ids=["registry", "quirks", "registry+protos"],
 )
-def test_registry_bundles_have_importable_models(
-    sources: list[str], tmp_path: Path, request: pytest.FixtureRequest
+def test_registry_tools_have_importable_models(
+    sources: list[Path], tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    result = build(Config(sources=sources, out=str(tmp_path / "b")))
-    module = load_models(tmp_path / "b" / "models.py", f"models_{request.node.callspec.id}")
-    manifest = manifest_of(tmp_path / "b")
-    assert list(module.TOOLS) == [t["name"] for t in manifest["tools"]]
-    bundle = Bundle(tmp_path / "b")
-    for tool in manifest["tools"]:  # every example argument the registry gives is a valid input
-        for example in tool["inputSchema"].get("examples", []):
-            if not validate_arguments(example, bundle.input_validator(tool["name"])):
-                module.TOOLS[tool["name"]][0].model_validate(example)
-    assert result.tools
+    catalog, specs = tools_of(sources)
+    name = f"models_{request.node.callspec.id.replace('+', '_')}"
+    module = load_models(write_models(specs, catalog, tmp_path / f"{name}.py"), name)
+    assert list(module.TOOLS) == [s.name for s in specs]
+    renderer = SchemaRenderer(catalog)
+    for spec in specs:  # every example argument the registry gives is a valid input
+        validator = validator_for(input_schema(spec, catalog, renderer))
+        for example in spec.tool["inputSchema"].get("examples", []):
+            if not validate_arguments(example, validator):
+                module.TOOLS[spec.name][0].model_validate(example)
+    assert specs
 
 
 def test_well_known_types_and_googleapis_protos_generate(tmp_path: Path) -> None:
@@ -358,8 +450,8 @@ def test_well_known_types_and_googleapis_protos_generate(tmp_path: Path) -> None
     lines += [f"  rpc {w}Echo(google.protobuf.{w}) returns (google.protobuf.{w});" for w in wkts]
     lines += ["  rpc RichEcho(Rich) returns (Rich);", "}"]
     proto.write_text("\n".join(lines) + "\n")
-    build(Config(sources=[str(proto)], import_paths=[str(tmp_path)], out=str(tmp_path / "b")))
-    module = load_models(tmp_path / "b" / "models.py", "wkt_models")
+    catalog, specs = tools_of([proto], [tmp_path])
+    module = load_models(write_models(specs, catalog, tmp_path / "wkt.py"), "wkt_models")
     assert len(module.TOOLS) == len(wkts) + 1
     timestamp_in, timestamp_out = module.TOOLS["W_TimestampEcho"]
     assert timestamp_in.model_validate({"value": "2024-01-31T12:00:00Z"}).value == (
@@ -380,7 +472,7 @@ def test_patterns_no_engine_compiles_are_dropped_with_a_note() -> None:
 
 
 def test_hostile_text_stays_data(tmp_path: Path) -> None:
-    """Comments and names reach models.py only as string literals."""
+    """Comments and names reach the module only as string literals."""
     hostile = '"""; import os; os.system("echo PWNED") #\\\'\'\' {{ x }} <script>'
     proto = tmp_path / "evil.proto"
     proto.write_text(
@@ -390,14 +482,13 @@ def test_hostile_text_stays_data(tmp_path: Path) -> None:
         "  string after = 4; // described too\n  int64 n = 5;\n}\n"
         "service S { rpc Do(Req) returns (Req); }\n"
     )
-    build(Config(sources=[str(proto)], import_paths=[str(tmp_path)], out=str(tmp_path / "b")))
-    source = (tmp_path / "b" / "models.py").read_text()
+    catalog, specs = tools_of([proto], [tmp_path])
+    path = write_models(specs, catalog, tmp_path / "models" / "evil.py")
+    source = path.read_text()
     assert "PWNED" in source  # the text is there, as data
-    done = subprocess.run(
-        [sys.executable, str(tmp_path / "b" / "models.py")], capture_output=True, text=True
-    )
+    done = subprocess.run([sys.executable, str(path)], capture_output=True, text=True)
     assert done.returncode == 0 and "PWNED" not in done.stdout + done.stderr, done.stderr
-    module = load_models(tmp_path / "b" / "models.py", "evil_models")
+    module = load_models(path, "evil_models")
     request = module.TOOLS["S_Do"][0].model_validate(
         {"from": "a", "modelConfig": "b", "Field": "c", "after": "d", "n": "5"}
     )
@@ -407,13 +498,6 @@ def test_hostile_text_stays_data(tmp_path: Path) -> None:
     assert module.TOOLS["S_Do"][0].__doc__ and hostile.strip() in module.TOOLS["S_Do"][0].__doc__
 
 
-def test_no_models_leaves_models_out(tmp_path: Path) -> None:
-    result = build(Config(sources=[str(PROTOS)], out=str(tmp_path / "b"), models=False))
-    assert "models.py" not in result.files
-    assert not (tmp_path / "b" / "models.py").exists()
-    assert (tmp_path / "b" / "TOOLS.md").is_file()
-
-
 def test_no_tools_give_an_empty_index() -> None:
     code = models_module([], load_catalog([str(PROTOS)], [], Warnings())).decode()
     namespace: dict[str, Any] = {}
@@ -421,22 +505,32 @@ def test_no_tools_give_an_empty_index() -> None:
     assert namespace["TOOLS"] == {}
 
 
-def test_models_and_catalog_are_deterministic(tmp_path: Path) -> None:
-    """Two builds from different folders under different hash seeds: the same bytes."""
+def test_models_are_deterministic(tmp_path: Path) -> None:
+    """Two runs from different folders under different hash seeds: the same bytes."""
+    script = (
+        "import sys\n"
+        "from mcpgen.config import Config\n"
+        "from mcpgen.errors import Warnings\n"
+        "from mcpgen.pymodels import models_module\n"
+        "from mcpgen.schema import SchemaRenderer\n"
+        "from mcpgen.sources import load_catalog\n"
+        "from mcpgen.tools import build_tools\n"
+        "catalog = load_catalog([sys.argv[1]], [], Warnings())\n"
+        "specs = build_tools(catalog, Config(), SchemaRenderer(catalog), Warnings())\n"
+        "sys.stdout.buffer.write(models_module(specs, catalog))\n"
+    )
     outputs = []
     for seed, cwd in (("1", tmp_path / "a"), ("987", tmp_path / "b" / "c")):
         cwd.mkdir(parents=True)
+        (cwd / "pyproject.toml").write_text("[tool.ruff]\nline-length = 40\n")  # not ours
         env = {**os.environ, "PYTHONHASHSEED": seed}
         done = subprocess.run(
-            [sys.executable, "-m", "mcpgen", "build", str(PROTOS), "-o", "out", "--quiet"],
-            cwd=cwd,
-            env=env,
-            capture_output=True,
-            text=True,
+            [sys.executable, "-c", script, str(PROTOS)], cwd=cwd, env=env, capture_output=True
         )
-        assert done.returncode == 0, done.stderr
-        outputs.append({n: (cwd / "out" / n).read_bytes() for n in ("models.py", "TOOLS.md")})
+        assert done.returncode == 0, done.stderr.decode()
+        outputs.append(done.stdout)
     assert outputs[0] == outputs[1]
+    assert outputs[0].startswith(b"# Generated by mcpgen ")
 
 
 def test_types_of_one_name_in_two_packages_are_qualified(tmp_path: Path) -> None:
@@ -448,13 +542,13 @@ def test_types_of_one_name_in_two_packages_are_qualified(tmp_path: Path) -> None
             "message Req { Item item = 1; }\nmessage Res { repeated Item items = 1; }\n"
             "service S { rpc Get(Req) returns (Res); }\n"
         )
-    build(
-        Config(
-            sources=[str(tmp_path / "shop")], import_paths=[str(tmp_path)], out=str(tmp_path / "b")
-        )
-    )
-    module = load_models(tmp_path / "b" / "models.py", "shop_models")
+    catalog, specs = tools_of([tmp_path / "shop"], [tmp_path])
+    module = load_models(write_models(specs, catalog, tmp_path / "shop.py"), "shop_models")
     assert {"ShopAItem", "ShopBItem"} <= set(vars(module))
     assert "Item" not in vars(module)
     a_input = module.TOOLS["a_S_Get"][0]
     assert a_input.model_fields["item"].annotation == module.ShopAItem | None
+    # a package's own module has one Item: no need to qualify it
+    a_only = [s for s in specs if package_of(s) == "shop.a"]
+    module = load_models(write_models(a_only, catalog, tmp_path / "shop_a.py"), "shop_a_models")
+    assert "Item" in vars(module) and "ShopAItem" not in vars(module)
