@@ -8,6 +8,7 @@ fast check too, and the report must read as the full checks word it.
 from __future__ import annotations
 
 import copy
+import gc
 import subprocess
 import sys
 from typing import Any
@@ -195,3 +196,18 @@ def test_the_metaschema_check_counts_booleans_as_no_numbers():
     node = {"type": "string", "minLength": True}
     assert validate._shallow(node)["minLength"] is True
     assert validate.MetaschemaCheck().problems(node, ["x"])
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_collector_is_left_as_it_was_found(specs, enabled):
+    was = gc.isenabled()
+    try:
+        if not enabled:
+            gc.disable()
+        assert _FastCheck().clean(specs, portable=True)
+        assert gc.isenabled() is enabled
+        assert not _FastCheck().clean([*specs, specs[0]], portable=True)  # a duplicate name
+        assert gc.isenabled() is enabled
+    finally:
+        if was:
+            gc.enable()
