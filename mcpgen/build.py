@@ -54,6 +54,7 @@ from mcpgen.progress import Progress
 from mcpgen.schema import SchemaRenderer
 from mcpgen.sources import (
     classify_sources,
+    dependencies_first,
     load_files,
     outline_catalog,
     registry_services,
@@ -272,7 +273,7 @@ def _jobs(
         tools = groups[name]
         roots = sorted({_reached_file(p.service, full) for p in tools} - {""})
         roots += sorted(_message_files(tools, full) - set(roots))
-        closure = _closure(roots, files)
+        closure = dependencies_first(roots, files)
         stem = stems[name]
         module = module_name(stem)
         if module in modules.values():  # `a.b` and `a_b` would share a module name
@@ -307,31 +308,6 @@ def _message_files(tools: list[PlannedTool], full: Catalog | None) -> set[str]:
                 if message is not None:
                     found.add(message.file)
     return found
-
-
-def _closure(roots: list[str], files: dict[str, descriptor_pb2.FileDescriptorProto]) -> list[str]:
-    """`roots` and everything they import, dependencies first, ties by name."""
-    ordered: list[str] = []
-    done: set[str] = set()
-
-    def visit(name: str) -> None:
-        stack = [(name, iter(sorted(files[name].dependency)))]
-        done.add(name)
-        while stack:
-            current, deps = stack[-1]
-            for dep in deps:
-                if dep not in done and dep in files:
-                    done.add(dep)
-                    stack.append((dep, iter(sorted(files[dep].dependency))))
-                    break
-            else:
-                stack.pop()
-                ordered.append(current)
-
-    for root in sorted(roots):
-        if root not in done and root in files:
-            visit(root)
-    return ordered
 
 
 def _render_all(

@@ -215,7 +215,15 @@ def _dependencies_first(
     files: dict[str, descriptor_pb2.FileDescriptorProto],
 ) -> list[descriptor_pb2.FileDescriptorProto]:
     """Files in a deterministic order where every file follows its imports."""
-    ordered: list[descriptor_pb2.FileDescriptorProto] = []
+    return [files[name] for name in dependencies_first(sorted(files), files)]
+
+
+def dependencies_first(
+    roots: list[str], files: dict[str, descriptor_pb2.FileDescriptorProto]
+) -> list[str]:
+    """`roots` and everything they import (among `files`), each after its imports, ties by
+    name."""
+    ordered: list[str] = []
     done: set[str] = set()
 
     def visit(name: str) -> None:
@@ -224,17 +232,17 @@ def _dependencies_first(
         while stack:
             current, deps = stack[-1]
             for dep in deps:
-                if dep not in done:
+                if dep not in done and dep in files:
                     done.add(dep)
                     stack.append((dep, iter(sorted(files[dep].dependency))))
                     break
             else:
                 stack.pop()
-                ordered.append(files[current])
+                ordered.append(current)
 
-    for name in sorted(files):
-        if name not in done:
-            visit(name)
+    for root in sorted(roots):
+        if root not in done and root in files:
+            visit(root)
     return ordered
 
 
