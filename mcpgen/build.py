@@ -16,8 +16,9 @@ import dataclasses
 import gc
 import multiprocessing
 import os
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,11 +169,14 @@ def build(
     planned = plan_tools(outline, config, warnings)
     jobs = _jobs(planned, full, by_name, loaded.digests, config)
     writer = BundleWriter(Path(config.out))
+    descriptors = _Alongside(
+        _write_descriptors, jobs, loaded.files, by_name, loaded.digests, writer, cache
+    )
     try:
         _STATE = _State(config, by_name, writer.tmp, cache, full, _previous_digests(config))
-        outcomes = list(_render_all(jobs, progress, workers))
+        outcomes = list(_render_all(jobs, progress, workers, descriptors))
         progress.stage("writing descriptors and the index")
-        descriptors = _write_descriptors(jobs, loaded.files, by_name, loaded.digests, writer, cache)
+        descriptors.result()  # written alongside the render (or now), errors raised here
         for outcome in outcomes:
             writer.digests |= outcome.digests
             for warning in outcome.warnings:
@@ -185,7 +189,7 @@ def build(
         index = Index(
             generator=f"mcpgen {__version__}",
             shards={j.name: ShardEntry(sorted(t[0] for t in j.tools), j.files) for j in jobs},
-            descriptors=descriptors,
+            descriptors=descriptors.result(),
             inputs=Inputs(
                 config=config_digest(config),
                 protos=loaded.proto_contents,
@@ -196,6 +200,7 @@ def build(
         )
         writer.commit(index)
     except BaseException:
+        descriptors.join()  # nothing writes into the folder being removed
         writer.abort()
         raise
     finally:
@@ -310,11 +315,47 @@ def _message_files(tools: list[PlannedTool], full: Catalog | None) -> set[str]:
     return found
 
 
+class _Alongside:
+    """Work for the parent while worker processes render: the parent only waits on them, and
+    a thread started once they are forked (never before: a fork copies no other thread, but
+    would copy the locks it holds) uses that time. Run here when nothing else does."""
+
+    def __init__(self, func: Callable[..., Any], *args: Any) -> None:
+        self._call = lambda: func(*args)
+        self._thread: threading.Thread | None = None
+        self._outcome: tuple[bool, Any] | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name="mcpgen-alongside", daemon=True)
+        self._thread.start()
+
+    def run(self) -> None:
+        if self._outcome is None:
+            try:
+                self._outcome = (True, self._call())
+            except BaseException as exc:  # re-raised by result(), in the build's thread
+                self._outcome = (False, exc)
+
+    def join(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+
+    def result(self) -> Any:
+        self.join()
+        self.run()
+        assert self._outcome is not None
+        done, value = self._outcome
+        if not done:
+            raise value
+        return value
+
+
 def _render_all(
-    jobs: list[ShardJob], progress: Progress, workers: int | None
+    jobs: list[ShardJob], progress: Progress, workers: int | None, alongside: _Alongside
 ) -> Iterator[ShardOutcome]:
     """Every shard's outcome, in job order: copied from the cache here, rendered in worker
-    processes when enough is left to render for that to pay."""
+    processes when enough is left to render for that to pay (`alongside` then runs in a thread
+    of this process meanwhile)."""
     assert _STATE is not None
     total_tools = sum(len(j.tools) for j in jobs)
     done_tools = 0
@@ -344,6 +385,7 @@ def _render_all(
         pending: dict[Future[ShardOutcome | BaseException], ShardJob] = {
             pool.submit(_render_in_worker, job): job for job in biggest_first
         }
+        alongside.start()  # every worker is forked by now: submit starts them all
         while pending:
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:

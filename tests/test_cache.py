@@ -154,3 +154,30 @@ def test_other_mcpgen_code_never_reuses_entries(tmp_path, monkeypatch):
     again, result = make(tmp_path, "again", cache)
     assert (result.shards_cached, result.files_compiled) == (0, result.files_total)
     assert again == first  # what the bundle records does not depend on the code's hash
+
+
+def test_protoc_runs_split_the_files_by_bytes_in_name_order(tmp_path):
+    from mcpgen.sources.protofiles import ProtoFiles, _chunks
+
+    sizes = {"a.proto": 10, "b.proto": 10, "c.proto": 10, "d.proto": 970, "e.proto": 10}
+    for name, size in sizes.items():
+        (tmp_path / name).write_text("x" * size)
+    files = ProtoFiles(roots=[tmp_path], names={n: tmp_path / n for n in sizes})
+    chunks = _chunks(sorted(sizes), files, 2)
+    assert [n for c in chunks for n in c] == sorted(sizes)  # every file once, in order
+    assert chunks == [["a.proto", "b.proto", "c.proto", "d.proto"], ["e.proto"]]
+    assert _chunks(sorted(sizes), files, 1) == [sorted(sizes)]
+
+
+def test_a_failure_beside_the_workers_fails_the_build_and_keeps_the_bundle(tmp_path, monkeypatch):
+    before, _ = make(tmp_path, "out", Cache.disabled())
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(build_module, "PARALLEL_TOOLS", 1)
+    monkeypatch.setattr(build_module, "_write_descriptors", broken)
+    with pytest.raises(OSError, match="disk full"):
+        make(tmp_path, "out", Cache.disabled(), workers=2)
+    assert files_of(tmp_path / "out") == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]  # no temp folder left
