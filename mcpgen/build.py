@@ -53,16 +53,17 @@ from mcpgen.errors import UserError, Warnings
 from mcpgen.model import Catalog, GoMicroBinding, Service
 from mcpgen.progress import Progress
 from mcpgen.schema import SchemaRenderer
-from mcpgen.sources import (
+from mcpgen.sources.descriptors import catalog_from_files
+from mcpgen.sources.gomicro import registry_catalog
+from mcpgen.sources.inputs import (
     classify_sources,
     dependencies_first,
     load_files,
     outline_catalog,
     registry_services,
 )
-from mcpgen.sources.descriptors import catalog_from_files
-from mcpgen.sources.gomicro import registry_catalog
 from mcpgen.tools import PlannedTool, plan_tools, render_tool
+from mcpgen.toolsets import resolve_configured
 from mcpgen.validate import validate_tools
 
 #: Below this many tools a build renders in its own process: forking costs more than it saves.
@@ -114,6 +115,8 @@ class ShardOutcome:
     warnings: list[str]
     services: list[str]
     cached: bool
+    read_only: list[str] = field(default_factory=list)  # tools whose readOnlyHint is true
+    scopes: dict[str, list[str]] = field(default_factory=dict)  # tool → scopes, if any
 
 
 @dataclass(slots=True)
@@ -186,9 +189,12 @@ def build(
         entries = [(j.name, j.files.docs, len(j.tools)) for j in jobs]
         writer.write(CATALOG, [catalog_index(entries)])
         writer.write(SERVER, [server_module(config.server_name, config.server_version)])
+        shards = {j.name: _shard_entry(j, o) for j, o in zip(jobs, outcomes, strict=True)}
+        methods = {tool: m for e in shards.values() for tool, m in e.methods.items()}
         index = Index(
             generator=f"mcpgen {__version__}",
-            shards={j.name: ShardEntry(sorted(t[0] for t in j.tools), j.files) for j in jobs},
+            shards=shards,
+            toolsets=resolve_configured(config.toolsets, methods, shards, config.file),
             descriptors=descriptors.result(),
             inputs=Inputs(
                 config=config_digest(config),
@@ -218,6 +224,17 @@ def build(
         files_total=len(loaded.proto_contents),
         seconds=time.perf_counter() - started,
         warnings=warnings,
+    )
+
+
+def _shard_entry(job: ShardJob, outcome: ShardOutcome) -> ShardEntry:
+    """What the index says of a shard: its tools and their facts (`contract.ShardEntry`)."""
+    return ShardEntry(
+        tools=sorted(t[0] for t in job.tools),
+        files=job.files,
+        methods={name: f"{service}.{method}" for name, service, method in job.tools},
+        read_only=sorted(outcome.read_only),
+        scopes=outcome.scopes,
     )
 
 
@@ -449,11 +466,14 @@ def render_shard(job: ShardJob, cached: bool = True) -> ShardOutcome:
         if job.key is not None:
             blobs.append((name, b"".join(chunks)))
     services = sorted({s.route["service"] for s in specs})
+    read_only = [s.name for s in specs if s.tool.get("annotations", {}).get("readOnlyHint")]
+    scopes = {s.name: list(s.route["scopes"]) for s in specs if s.route.get("scopes")}
     if job.key is not None:
         state.cache.put("shard", job.key, pack(blobs))
-        meta = {"files": digests, "warnings": warnings.items, "services": services}
+        meta = {"files": digests, "warnings": warnings.items, "services": services,
+                "readOnly": read_only, "scopes": scopes}  # fmt: skip
         state.cache.put("shard-meta", job.key, orjson.dumps(meta))
-    return ShardOutcome(job.name, digests, warnings.items, services, cached=False)
+    return ShardOutcome(job.name, digests, warnings.items, services, False, read_only, scopes)
 
 
 def _from_cache(job: ShardJob, state: _State) -> ShardOutcome | None:
@@ -472,7 +492,8 @@ def _from_cache(job: ShardJob, state: _State) -> ShardOutcome | None:
             if blob is None or digest(blob) != wanted[name]:
                 return None
             write_file(state.folder, name, [blob])
-    return ShardOutcome(job.name, dict(wanted), meta["warnings"], meta["services"], cached=True)
+    return ShardOutcome(job.name, dict(wanted), meta["warnings"], meta["services"], True,
+                        meta["readOnly"], meta["scopes"])  # fmt: skip
 
 
 def _shard_meta(payload: bytes | None) -> dict[str, Any] | None:
@@ -482,7 +503,8 @@ def _shard_meta(payload: bytes | None) -> dict[str, Any] | None:
         meta = orjson.loads(payload)
         files = {str(k): str(v) for k, v in meta["files"].items()}
         return {"files": files, "warnings": list(meta["warnings"]),
-                "services": list(meta["services"])}  # fmt: skip
+                "services": list(meta["services"]), "readOnly": list(meta["readOnly"]),
+                "scopes": {str(k): list(v) for k, v in meta["scopes"].items()}}  # fmt: skip
     except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
         return None
 

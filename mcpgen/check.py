@@ -22,8 +22,10 @@ from mcpgen.build import build, config_digest, sources_digest
 from mcpgen.cache import Cache
 from mcpgen.config import Config
 from mcpgen.contract import (
+    DOCS_DIR,
     INDEX,
     MANIFEST_VERSION,
+    MODELS_DIR,
     TOOLS_DIR,
     BundleView,
     bundle_files,
@@ -33,8 +35,8 @@ from mcpgen.contract import (
 )
 from mcpgen.errors import UserError, Warnings
 from mcpgen.progress import Progress
-from mcpgen.sources import classify_sources, registry_digest, registry_services
 from mcpgen.sources.descriptors import read_descriptor_set
+from mcpgen.sources.inputs import classify_sources, registry_digest, registry_services
 from mcpgen.sources.protofiles import _import_roots, resolve
 
 RAW_DIFF_LINES = 40  # of each text file: enough to see the kind of change, not a wall of text
@@ -176,7 +178,7 @@ def compare(out: Path, fresh: Path) -> Verdict:
     verdict.extra = sorted(present - wanted)
     if verdict.missing or verdict.changed or verdict.extra:
         _tool_changes(verdict, out, fresh)
-    for name in verdict.changed:
+    for name in sorted(verdict.changed, key=_diff_order):
         if name.endswith(TEXT_SUFFIXES) and len(verdict.raw) < RAW_DIFF_LINES * 3:
             verdict.raw += _raw_diff(out / name, fresh / name, name)
     return verdict
@@ -223,6 +225,12 @@ def _same(a: Path, b: Path) -> bool:
                     return True
     except OSError:
         return False
+
+
+def _diff_order(name: str) -> tuple[int, str]:
+    """Raw diffs of the tools first (what a reviewer wants), the index and catalog last."""
+    rank = {TOOLS_DIR: 0, DOCS_DIR: 1, MODELS_DIR: 2}.get(name.partition("/")[0], 3)
+    return rank, name
 
 
 def _raw_diff(old_path: Path, new_path: Path, name: str) -> list[str]:

@@ -140,14 +140,24 @@ def check(quiet: bool, cache_dir: str | None, no_cache: bool, **options: Any) ->
     "--json",
     "as_json",
     is_flag=True,
-    help='Print {"tools": [...], "routes": {...}} for the whole bundle.',
+    help='Print {"tools": [...], "routes": {...}} for the whole bundle '
+    '(with --toolsets: {"toolsets": [...]}).',
+)
+@click.option(
+    "--toolsets",
+    "toolsets",
+    is_flag=True,
+    help="List the toolsets (packages, registry services, the config's) and their sizes.",
 )
 @_guarded
-def list_tools(bundle: str, as_json: bool) -> None:
+def list_tools(bundle: str, as_json: bool, toolsets: bool) -> None:
     """List the tools of BUNDLE (default: mcp_bundle)."""
     from mcpgen.contract import open_bundle
 
     view = open_bundle(bundle)
+    if toolsets:
+        _print_toolsets(view, as_json)
+        return
     if as_json:
         _print_json(view)
         return
@@ -167,6 +177,35 @@ def list_tools(bundle: str, as_json: bool) -> None:
             tools = []
     if tools:
         click.echo(render("tools.txt.j2", tools=tools), nl=False)
+
+
+def _print_toolsets(view: Any, as_json: bool) -> None:
+    """Every toolset with its size and how many of its tools are read-only."""
+    from mcpgen.toolsets import all_toolsets
+
+    view.require_current("lists toolsets of")
+    entries = {name: view.entry(name) for name in view.index.shards}
+    read_only = {t for e in entries.values() for t in e.read_only}
+    rows = [
+        {
+            "name": t.name,
+            "kind": t.kind,
+            "tools": len(t.tools),
+            "readOnly": sum(1 for n in t.tools if n in read_only),
+        }
+        for t in all_toolsets(view.index, entries)
+    ]
+    if as_json:
+        import orjson
+
+        sys.stdout.buffer.write(orjson.dumps({"toolsets": rows}, option=orjson.OPT_INDENT_2))
+        sys.stdout.buffer.write(b"\n")
+        return
+    width = max((len(r["name"]) for r in rows), default=4)
+    click.echo(f"{len(rows)} toolset(s) in {view.label}")
+    for r in rows:
+        click.echo(f"  {r['name']:<{width}}  {r['kind']:<7}  {r['tools']:>5} tool(s), "
+                   f"{r['readOnly']} read-only")  # fmt: skip
 
 
 def _print_json(view: Any) -> None:

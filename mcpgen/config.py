@@ -40,6 +40,7 @@ class Config:
     descriptions: dict[str, str] = field(default_factory=dict)  # full method name -> text
     annotations: dict[str, dict[str, bool]] = field(default_factory=dict)
     scopes: dict[str, list[str]] = field(default_factory=dict)  # full method name -> scopes
+    toolsets: dict[str, list[str]] = field(default_factory=dict)  # name -> globs (toolsets.py)
     schema_profile: str = "portable"
     profile: str | None = None  # a client of CLIENT_PROFILES the inputSchemas are made for
     models: bool = True  # write models.py
@@ -75,6 +76,10 @@ _KEYS: dict[str, tuple[Any, str]] = {
     "scopes": (
         lambda v: isinstance(v, dict) and all(_string_list(s) for s in v.values()),
         'a table of full method name = ["scope", ...]',
+    ),
+    "toolsets": (
+        lambda v: isinstance(v, dict) and all(_string_list(s) and s for s in v.values()),
+        'a table of toolset name = ["glob on tool or full method names", ...]',
     ),
     "schema_profile": (lambda v: v in SCHEMA_PROFILES, f"one of {', '.join(SCHEMA_PROFILES)}"),
     "profile": (lambda v: v in CLIENT_PROFILES, f"one of {', '.join(CLIENT_PROFILES)}"),

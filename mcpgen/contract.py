@@ -9,6 +9,7 @@ change to one package rewrites only that package's files and the index lines abo
     TOOLS.md                   the catalog's index: a line per package
     tools/<shard>.json         {"package", "tools": [MCP Tool objects], "routes": {name: route}}
     docs/<shard>.md            the package's catalog for reviewers
+    search/<shard>.json        what `--discovery` searches: names, titles, descriptions, fields
     models/<module>.py         the package's Pydantic models
     descriptors/<shard>.binpb  the FileDescriptorSet of one proto package's files
 
@@ -41,6 +42,7 @@ INDEX = "manifest.json"
 SERVER = "server.py"
 CATALOG = "TOOLS.md"
 TOOLS_DIR, DOCS_DIR, MODELS_DIR, DESCRIPTORS_DIR = "tools", "docs", "models", "descriptors"
+SEARCH_DIR = "search"
 #: Version 1's single files, named only to recognise and explain an old bundle.
 V1_DESCRIPTORS, V1_MODELS = "descriptors.binpb", "models.py"
 #: Clients a build can target (`--profile`): inputSchemas that client accepts, and lint rules.
@@ -88,6 +90,10 @@ class GrpcRoute:
     scopes: tuple[str, ...] = ()
     kind: Literal["grpc"] = "grpc"
 
+    @property
+    def full_method(self) -> str:
+        return f"{self.service}.{self.method}"
+
     def to_json(self) -> Json:
         out: Json = {"kind": self.kind, "service": self.service, "method": self.method,
                      "path": self.path, "streaming": self.streaming}  # fmt: skip
@@ -110,6 +116,11 @@ class GoMicroRoute:
     request: str | None = None
     response: str | None = None
     kind: Literal["go-micro"] = "go-micro"
+
+    @property
+    def full_method(self) -> str:
+        """go-micro's own name of the endpoint: `users.Users.Get`."""
+        return f"{self.service}.{self.endpoint}"
 
     def to_json(self) -> Json:
         out: Json = {"kind": self.kind, "service": self.service, "endpoint": self.endpoint}
@@ -190,6 +201,7 @@ class ShardFiles:
     tools: str
     docs: str
     models: str | None
+    search: str | None = None  # none in bundles of mcpgen 0.2.0
 
     @classmethod
     def of(cls, stem: str, module: str | None) -> ShardFiles:
@@ -198,16 +210,23 @@ class ShardFiles:
             tools=f"{TOOLS_DIR}/{stem}.json",
             docs=f"{DOCS_DIR}/{stem}.md",
             models=f"{MODELS_DIR}/{module}.py" if module is not None else None,
+            search=f"{SEARCH_DIR}/{stem}.json",
         )
 
     def to_json(self) -> Json:
         out = {"tools": self.tools, "docs": self.docs}
         if self.models is not None:
             out["models"] = self.models
+        if self.search is not None:
+            out["search"] = self.search
         return out
 
+    @classmethod
+    def from_json(cls, files: Json) -> ShardFiles:
+        return cls(files["tools"], files["docs"], files.get("models"), files.get("search"))
+
     def names(self) -> list[str]:
-        return [n for n in (self.tools, self.docs, self.models) if n is not None]
+        return [n for n in (self.tools, self.docs, self.models, self.search) if n is not None]
 
 
 def descriptor_file(stem: str) -> str:
@@ -219,8 +238,41 @@ def descriptor_file(stem: str) -> str:
 
 @dataclass(slots=True)
 class ShardEntry:
+    """A shard as the index lists it: enough to choose tools and check callers (toolsets,
+    `--read-only`, scopes) without reading the shard."""
+
     tools: list[str]  # tool names, sorted
     files: ShardFiles
+    methods: dict[str, str] = field(default_factory=dict)  # tool → full method name
+    read_only: list[str] = field(default_factory=list)  # tools whose readOnlyHint is true
+    scopes: dict[str, list[str]] = field(default_factory=dict)  # tool → scopes, if it has any
+
+    def to_json(self) -> Json:
+        entry: Json = {"tools": self.tools, "methods": dict(sorted(self.methods.items()))}
+        entry["readOnly"] = sorted(self.read_only)
+        if self.scopes:
+            entry["scopes"] = dict(sorted(self.scopes.items()))
+        entry["files"] = self.files.to_json()
+        return entry
+
+    @classmethod
+    def from_json(cls, e: Json) -> ShardEntry:
+        files = ShardFiles.from_json(e["files"])
+        return cls(
+            tools=list(e["tools"]),
+            files=files,
+            methods={str(k): str(v) for k, v in e.get("methods", {}).items()},
+            read_only=list(e.get("readOnly", [])),
+            scopes={str(k): list(v) for k, v in e.get("scopes", {}).items()},
+        )
+
+
+@dataclass(slots=True)
+class ToolsetEntry:
+    """A toolset of the config (`[tool.mcpgen.toolsets]`): its patterns and what they chose."""
+
+    patterns: list[str]
+    tools: list[str]  # sorted
 
 
 @dataclass(slots=True)
@@ -257,6 +309,8 @@ class Index:
     digests: dict[str, str] = field(default_factory=dict)  # every other file of the bundle
     inputs: Inputs = field(default_factory=Inputs)
     profile: str | None = None
+    toolsets: dict[str, ToolsetEntry] = field(default_factory=dict)  # the config's; packages
+    # are toolsets too (`mcpgen.toolsets.all_toolsets`)
 
     @property
     def tool_count(self) -> int:
@@ -271,9 +325,10 @@ class Index:
         if self.profile is not None:
             head["profile"] = self.profile
         head["tools"] = self.tool_count
-        head["shards"] = {
-            name: {"tools": e.tools, "files": e.files.to_json()}
-            for name, e in sorted(self.shards.items())
+        head["shards"] = {name: e.to_json() for name, e in sorted(self.shards.items())}
+        head["toolsets"] = {
+            name: {"patterns": e.patterns, "tools": e.tools}
+            for name, e in sorted(self.toolsets.items())
         }
         head["descriptors"] = {
             name: {"file": e.file, "imports": e.imports}
@@ -286,14 +341,10 @@ class Index:
     @classmethod
     def from_json(cls, document: Json, where: str) -> Index:
         try:
-            shards = {
-                name: ShardEntry(
-                    tools=list(e["tools"]),
-                    files=ShardFiles(
-                        e["files"]["tools"], e["files"]["docs"], e["files"].get("models")
-                    ),
-                )
-                for name, e in document["shards"].items()
+            shards = {name: ShardEntry.from_json(e) for name, e in document["shards"].items()}
+            toolsets = {
+                str(name): ToolsetEntry(list(e["patterns"]), list(e["tools"]))
+                for name, e in document.get("toolsets", {}).items()
             }
             descriptors = {
                 name: DescriptorEntry(e["file"], list(e["imports"]))
@@ -313,12 +364,44 @@ class Index:
                 digests=dict(document.get("digests", {})),
                 inputs=inputs,
                 profile=document.get("profile"),
+                toolsets=toolsets,
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise UserError(
                 f"{where} is not a readable mcpgen index ({exc!r} missing or wrong)",
                 hint=REBUILD,
             ) from None
+
+
+#: Field names a search document keeps of one tool (its inputs, outermost first).
+SEARCH_FIELDS = 64
+
+
+def search_entry(tool: Json, method: str) -> Json:
+    """One tool in a search shard (`search/<shard>.json`): what `--discovery` ranks it by."""
+    return {
+        "name": tool["name"],
+        "title": tool.get("title", ""),
+        "method": method,
+        "description": tool.get("description", ""),
+        "fields": field_names(tool.get("inputSchema", {})),
+    }
+
+
+def field_names(schema: Json) -> list[str]:
+    """Property names of a schema, breadth first, each once, at most SEARCH_FIELDS."""
+    names: dict[str, None] = {}
+    todo: list[Any] = [schema]
+    while todo and len(names) < SEARCH_FIELDS:
+        node = todo.pop(0)
+        if isinstance(node, dict):
+            for key, value in (node.get("properties") or {}).items():
+                names.setdefault(key)
+                todo.append(value)
+            todo += [v for k, v in node.items() if k in ("items", "additionalProperties")]
+            todo += [v for k in ("anyOf", "oneOf", "allOf") for v in node.get(k, [])]
+            todo += list((node.get("$defs") or {}).values())
+    return list(names)[:SEARCH_FIELDS]
 
 
 def shard_json(package: str, tools: Iterable[bytes], routes: dict[str, Json]) -> list[bytes]:
@@ -472,6 +555,18 @@ class BundleView:
             raise UserError(f"{where} does not hold the tools the index lists", hint=REBUILD)
         routes = {n: route_from_json(raw_routes.get(n), f"{where}: route of {n}") for n in names}
         return Shard(str(document.get("package", name)), tools, routes)
+
+    def entry(self, name: str) -> ShardEntry:
+        """A shard's index entry with its tools' facts (methods, read-only, scopes). An index
+        written before the facts were recorded (mcpgen 0.2.0) has them read from the shard."""
+        entry = self.index.shards[name]
+        if entry.tools and not entry.methods:
+            shard = self.shard(name)
+            entry.methods = {n: r.full_method for n, r in shard.routes.items()}
+            hints = {t["name"]: t.get("annotations", {}) for t in shard.tools}
+            entry.read_only = sorted(n for n, a in hints.items() if a.get("readOnlyHint"))
+            entry.scopes = {n: list(r.scopes) for n, r in shard.routes.items() if r.scopes}
+        return entry
 
     def shards(self) -> Iterator[Shard]:
         """Every shard in index order, one at a time (bundles get large)."""

@@ -13,7 +13,7 @@ from google.protobuf import descriptor_pb2
 
 from mcpgen import __version__
 from mcpgen.catalog_md import index_markdown, package_markdown
-from mcpgen.contract import ShardFiles, shard_json, to_json
+from mcpgen.contract import ShardFiles, search_entry, shard_json, to_json
 from mcpgen.model import Catalog
 from mcpgen.templating import render
 from mcpgen.tools import ToolSpec
@@ -28,11 +28,20 @@ def shard_files(
         (files.tools, shard_json(package, tools, {s.name: s.route for s in specs})),
         (files.docs, [package_markdown(package, specs)]),
     ]
+    if files.search is not None:
+        out.append((files.search, [search_shard(package, specs)]))
     if files.models is not None:
         from mcpgen.pymodels import models_module  # datamodel-code-generator: only when asked
 
         out.append((files.models, [models_module(specs, catalog)]))
     return out
+
+
+def search_shard(package: str, specs: list[ToolSpec]) -> bytes:
+    """What a server's `search_tools` ranks one package's tools by (`contract.search_entry`):
+    a small file read at start instead of every tools shard (`mcpgen.runtime.discovery`)."""
+    entries = [search_entry(spec.tool, spec.method) for spec in specs]
+    return to_json({"package": package, "tools": entries})
 
 
 def descriptor_shard(files: Iterable[descriptor_pb2.FileDescriptorProto]) -> bytes:

@@ -12,7 +12,7 @@ from mcpgen.config import Config
 from mcpgen.errors import Warnings
 from mcpgen.runtime.validation import validator_for
 from mcpgen.schema import SchemaRenderer
-from mcpgen.sources import load_catalog
+from mcpgen.sources.inputs import load_catalog
 from mcpgen.tools import build_tools, shorten, title_of
 from tests.conftest import PROTOS
 

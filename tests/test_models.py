@@ -38,7 +38,7 @@ from mcpgen.runtime.arguments import response_json, root_value, validate_argumen
 from mcpgen.runtime.validation import SchemaValidator, validator_for
 from mcpgen.schema import SchemaRenderer
 from mcpgen.schema.scalars import ROOT_VALUE_KEY
-from mcpgen.sources import load_catalog
+from mcpgen.sources.inputs import load_catalog
 from mcpgen.tools import ToolSpec, build_tools
 from tests.conftest import FIXTURES, PROTOS
 
@@ -513,7 +513,7 @@ def test_models_are_deterministic(tmp_path: Path) -> None:
         "from mcpgen.errors import Warnings\n"
         "from mcpgen.pymodels import models_module\n"
         "from mcpgen.schema import SchemaRenderer\n"
-        "from mcpgen.sources import load_catalog\n"
+        "from mcpgen.sources.inputs import load_catalog\n"
         "from mcpgen.tools import build_tools\n"
         "catalog = load_catalog([sys.argv[1]], [], Warnings())\n"
         "specs = build_tools(catalog, Config(), SchemaRenderer(catalog), Warnings())\n"

@@ -307,7 +307,7 @@ def traced_gateway(bundle: Path, target: str) -> tuple[Gateway, InMemorySpanExpo
     gateway = Gateway(
         loaded,
         GrpcBackends(BackendConfig.parse([target])),
-        policy=Policy(loaded.routes, PolicyOptions(rate_limit=Rate(0.001, 1.0))),
+        policy=Policy(loaded.declared_scopes, PolicyOptions(rate_limit=Rate(0.001, 1.0))),
         observers=[Spans(provider)],
     )
     return gateway, exporter

@@ -85,8 +85,8 @@ from mcpgen.model import Catalog, FieldBehavior
 from mcpgen.runtime.validation import SchemaValidator, validator_for
 from mcpgen.schema import SchemaRenderer
 from mcpgen.schema.scalars import OBJECT_WELL_KNOWN, ROOT_VALUE_KEY, WELL_KNOWN
-from mcpgen.sources import load_catalog
 from mcpgen.sources.descriptors import catalog_from_files
+from mcpgen.sources.inputs import load_catalog
 
 sys.path.insert(0, str(Path(__file__).parent))
 from randomfill import (

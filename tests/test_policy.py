@@ -10,7 +10,6 @@ import httpx
 import pytest
 from mcp import Client
 
-from mcpgen.contract import GrpcRoute
 from mcpgen.errors import UserError
 from mcpgen.runtime.auth import AuthError
 from mcpgen.runtime.bundle import Bundle
@@ -55,7 +54,7 @@ def gateway(bundle: Path, target: str, **policy) -> Gateway:
         loaded,
         GrpcBackends(BackendConfig.parse([target])),
         GatewayOptions(max_argument_bytes=2000, max_depth=8),
-        policy=Policy(loaded.routes, options),
+        policy=Policy(loaded.declared_scopes, options),
     )
 
 
@@ -169,10 +168,6 @@ async def test_huge_and_deep_arguments_are_refused_before_parsing(library_bundle
     assert library_backend.calls("CreateBook") == []
 
 
-def route(method: str, *scopes: str) -> GrpcRoute:
-    return GrpcRoute("t.S", method, f"/t.S/{method}", "unary", scopes=scopes)
-
-
 def test_token_bucket_and_flag_parsing():
     bucket = TokenBucket(Rate(2.0, 2.0))
     assert [bucket.take(10.0), bucket.take(10.0)] == [0.0, 0.0]
@@ -185,8 +180,8 @@ def test_token_bucket_and_flag_parsing():
             Rate.parse(bad, "--rate-limit")
     assert parse_scopes(["T=b, a", "U="]) == {"T": ("a", "b"), "U": ()}
     with pytest.raises(UserError, match="unknown tools"):
-        Policy({"A": route("A")}, PolicyOptions(scopes={"B": ("x",)}))
-    policy = Policy({"A": route("A", "x"), "B": route("B")}, PolicyOptions())
+        Policy({"A": ()}, PolicyOptions(scopes={"B": ("x",)}))
+    policy = Policy({"A": ("x",), "B": ()}, PolicyOptions())
     assert policy.may_call("A", Caller("c", frozenset({"x", "y"})))
     assert not policy.may_call("A", Caller("c", frozenset({"y"})))
     assert policy.may_call("B", Caller("c"))

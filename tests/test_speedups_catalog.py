@@ -7,8 +7,9 @@ import gc
 import pytest
 
 from mcpgen.errors import Warnings
-from mcpgen.sources import descriptors, load_catalog
+from mcpgen.sources import descriptors
 from mcpgen.sources.descriptors import _COMMENT_MARKERS, clean_comment
+from mcpgen.sources.inputs import load_catalog
 from tests.conftest import PROTOS
 
 

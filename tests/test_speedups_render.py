@@ -17,7 +17,7 @@ from mcpgen.errors import Warnings
 from mcpgen.model import Catalog, Enum, EnumValue, Field, FieldBehavior, Message, Scalar, TypeRef
 from mcpgen.schema import SchemaRenderer
 from mcpgen.schema.render import UNLIMITED
-from mcpgen.sources import load_catalog
+from mcpgen.sources.inputs import load_catalog
 from tests.conftest import PROTOS
 
 DEPTHS = (1, 2, 3, 4, 5, 7, UNLIMITED)

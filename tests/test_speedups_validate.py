@@ -22,7 +22,7 @@ from mcpgen.config import Config
 from mcpgen.errors import UserError, Warnings
 from mcpgen.model import Scalar
 from mcpgen.schema import SchemaRenderer
-from mcpgen.sources import load_catalog
+from mcpgen.sources.inputs import load_catalog
 from mcpgen.tools import ToolSpec, build_tools
 from mcpgen.validate import _FastCheck, _python_meta, _valid_shape, validate_tools
 from tests.conftest import PROTOS
@@ -57,7 +57,7 @@ def test_the_build_path_never_imports_python_jsonschema():
         "from mcpgen.config import Config\n"
         "from mcpgen.errors import Warnings\n"
         "from mcpgen.schema import SchemaRenderer\n"
-        "from mcpgen.sources import load_catalog\n"
+        "from mcpgen.sources.inputs import load_catalog\n"
         "from mcpgen.tools import build_tools\n"
         "from mcpgen.validate import validate_tools\n"
         f"catalog = load_catalog([{str(PROTOS)!r}], [], Warnings())\n"

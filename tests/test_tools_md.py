@@ -25,7 +25,7 @@ from mcpgen.catalog_md import (
 from mcpgen.config import Config
 from mcpgen.errors import Warnings
 from mcpgen.schema import SchemaRenderer
-from mcpgen.sources import load_catalog
+from mcpgen.sources.inputs import load_catalog
 from mcpgen.tools import ToolSpec, build_tools
 from tests.conftest import FIXTURES, PROTOS
 

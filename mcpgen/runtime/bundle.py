@@ -1,29 +1,45 @@
-"""A bundle as the server sees it: the tools to list, their routes, and the protobuf types.
+"""A bundle as the server sees it: the selected tools, their routes, and the protobuf types.
 
-The index and every shard are read once (through `mcpgen.contract`). The descriptor shards
-become a descriptor pool with dynamic message
-classes (no generated `_pb2` modules). The precise input schema of each tool, which the
-server validates arguments against, is rendered on first use from the same descriptors by the
-same renderer the compiler uses, so the server checks exactly what the build promised.
+Only the index is read at start: which tools there are, which toolset each belongs to, and
+what selection and policy need of them (`contract.ShardEntry`). A tools shard is read when one
+of its tools is first listed or called, and kept in a small LRU cache (a large bundle's shards
+do not all fit in memory at once; routes, which are small, stay). A package's descriptor shard
+(and those it imports) enters the descriptor pool, with dynamic message classes (no generated
+`_pb2` modules), when one of its tools is first called. The precise input schema of each tool,
+which the server validates arguments against, is rendered on first use from those descriptors
+by the same renderer the compiler uses, so the server checks exactly what the build promised.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.descriptor import Descriptor, MethodDescriptor
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 
-from mcpgen.contract import INDEX, BundleView, GoMicroRoute, GrpcRoute, Route, open_bundle
+from mcpgen.contract import (
+    INDEX,
+    REBUILD,
+    GoMicroRoute,
+    GrpcRoute,
+    Route,
+    Shard,
+    open_bundle,
+)
 from mcpgen.errors import UserError, Warnings
 from mcpgen.model import Catalog
 from mcpgen.runtime.validation import SchemaValidator, validator_for
 from mcpgen.schema import SchemaRenderer
 from mcpgen.sources.descriptors import catalog_from_files
+from mcpgen.toolsets import Selection, all_toolsets
+
+#: Tools shards kept parsed at once; others are read again when next needed.
+SHARD_CACHE = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,57 +63,210 @@ class GrpcMethod:
 
 
 class Bundle:
-    """The tools of a bundle folder, sorted by name, read through `mcpgen.contract`."""
+    """The selected tools of a bundle folder, sorted by name, read through `mcpgen.contract`
+    as they are needed."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(
+        self, folder: Path, selection: Selection | None = None, shard_cache: int = SHARD_CACHE
+    ) -> None:
         self.folder = folder
         if not (folder / INDEX).is_file():
             raise UserError(
                 f"{folder / INDEX} does not exist",
                 hint="point the server at a folder written by `mcpgen build`",
             )
-        view = open_bundle(folder)
+        self.view = view = open_bundle(folder)
         view.require_current("serves")
         self.index = view.index
-        tools: list[dict[str, Any]] = []
-        self.routes: dict[str, Route] = {}
-        for tool, route in view.tools():
-            tools.append(tool)
-            self.routes[tool["name"]] = route
-        self.tools = sorted(tools, key=lambda t: t["name"])
         #: the client profile the inputSchemas were built for (`mcpgen build --profile`)
         self.profile: str | None = view.index.profile
-        self.by_name = {tool["name"]: tool for tool in self.tools}
-        self.aliases = go_micro_aliases(self.routes)
-        self._files: list[descriptor_pb2.FileDescriptorProto] = []
+        entries = {name: view.entry(name) for name in view.index.shards}
+        self._shard_of = (selection or Selection()).choose(view.index, entries)
+        #: the selected tools' names, sorted
+        self.names: list[str] = list(self._shard_of)
+        chosen = self._shard_of
+        #: the scopes each selected tool's route declares (the policy starts from these)
+        self.declared_scopes: dict[str, tuple[str, ...]] = {
+            t: tuple(entries[s].scopes.get(t, ())) for t, s in chosen.items()
+        }
+        self.read_only = frozenset(t for t in chosen if t in set(entries[chosen[t]].read_only))
+        #: every tool of the bundle, selected or not (flags may name any of them)
+        self.all_names = frozenset(t for e in entries.values() for t in e.tools)
+        #: every toolset with a served tool → its served tools, sorted
+        self.toolsets: dict[str, list[str]] = {}
+        for toolset in all_toolsets(view.index, entries):
+            served = [t for t in toolset.tools if t in chosen]
+            if served:
+                self.toolsets[toolset.name] = sorted(served)
+        self._shard_cache = shard_cache
+        self._shards: OrderedDict[str, Shard] = OrderedDict()
+        self._routes: dict[str, Route] = {}
+        self.routes: Mapping[str, Route] = _Lookup(self.names, self.route)
+        self.by_name: Mapping[str, dict[str, Any]] = _Lookup(self.names, self.tool)
         self._pool = descriptor_pool.DescriptorPool()
-        if view.index.descriptors:
-            self._load_descriptors(view)
+        self._files: dict[str, descriptor_pb2.FileDescriptorProto] = {}
+        self._loaded: set[str] = set()  # descriptor shards (packages) in the pool
+        self._package_files: dict[str, list[str]] = {}  # descriptor shard → its files
+        self._renderers: dict[str, SchemaRenderer] = {}
         self._methods: dict[str, GrpcMethod] = {}
         self._input_schemas: dict[str, dict[str, Any]] = {}
         self._validators: dict[str, SchemaValidator] = {}
         self._strict_validators: dict[str, SchemaValidator] = {}
+        self._aliases: dict[str, str] | None = None
 
-    def _load_descriptors(self, view: BundleView) -> None:
-        """Every descriptor shard's files, added to the pool imports first."""
-        for f in view.descriptor_files():
+    @property
+    def shard_of(self) -> Mapping[str, str]:
+        """Each served tool's shard."""
+        return self._shard_of
+
+    # ---- tools and routes, shard by shard
+
+    def _shard(self, name: str) -> Shard:
+        shard = self._shards.get(name)
+        if shard is None:
+            shard = self.view.shard(name)
+            self._routes |= {t: r for t, r in shard.routes.items() if t in self._shard_of}
+            self._shards[name] = shard
+            while len(self._shards) > self._shard_cache:
+                self._shards.popitem(last=False)
+        else:
+            self._shards.move_to_end(name)
+        return shard
+
+    def tool(self, name: str) -> dict[str, Any] | None:
+        """The MCP Tool object of a selected tool (None for any other name)."""
+        shard = self._shard_of.get(name)
+        if shard is None:
+            return None
+        return next(t for t in self._shard(shard).tools if t["name"] == name)
+
+    def route(self, name: str) -> Route | None:
+        found = self._routes.get(name)
+        if found is None and name in self._shard_of:
+            self._shard(self._shard_of[name])
+            found = self._routes[name]
+        return found
+
+    def tools_named(self, names: list[str]) -> list[dict[str, Any]]:
+        """The Tool objects of these selected tools, in this order, reading each shard once."""
+        by_shard: dict[str, list[str]] = {}
+        for name in names:
+            by_shard.setdefault(self._shard_of[name], []).append(name)
+        found: dict[str, dict[str, Any]] = {}
+        for shard, wanted in by_shard.items():
+            want = set(wanted)
+            found |= {t["name"]: t for t in self._shard(shard).tools if t["name"] in want}
+        return [found[n] for n in names]
+
+    @property
+    def tools(self) -> list[dict[str, Any]]:
+        """Every selected tool's Tool object, sorted by name (reads every shard)."""
+        return self.tools_named(self.names)
+
+    @property
+    def aliases(self) -> dict[str, str]:
+        """go-micro gateway tool names (`users.Users.Get`, `users_Users_Get`) → tool names,
+        worked out on first use (it reads the routes of every shard)."""
+        if self._aliases is None:
+            self._aliases = go_micro_aliases({n: r for n in self.names if (r := self.route(n))})
+        return self._aliases
+
+    def resolve(self, name: str) -> str:
+        """A selected tool's name, or the tool a go-micro name stands for, or `name`."""
+        if name in self._shard_of:
+            return name
+        return self.aliases.get(name, name)
+
+    # ---- descriptors, loaded per package
+
+    def _package_of(self, full_name: str) -> str | None:
+        """The descriptor shard (proto package) that defines a service or message type: the
+        longest package that prefixes the name."""
+        parts = full_name.split(".")
+        for cut in range(len(parts) - 1, 0, -1):
+            package = ".".join(parts[:cut])
+            if package in self.index.descriptors:
+                return package
+        return "" if "" in self.index.descriptors else None
+
+    def _load_package(self, package: str) -> None:
+        """A descriptor shard into the pool, after the shards its files import."""
+        order: list[str] = []
+        stack, seen = [package], set(self._loaded)
+        while stack:
+            current = stack[-1]
+            if current in seen:
+                stack.pop()
+                continue
+            todo = [
+                i for i in self.index.descriptors[current].imports
+                if i not in seen and i in self.index.descriptors
+            ]  # fmt: skip
+            if todo:
+                stack.append(todo[0])
+                continue
+            stack.pop()
+            seen.add(current)
+            order.append(current)
+        for name in order:
+            entry = self.index.descriptors[name]
             try:
-                self._pool.Add(f)
-            except (TypeError, ValueError) as exc:
+                data = self.view.storage.read(entry.file)
+                fds = descriptor_pb2.FileDescriptorSet.FromString(data)
+            except DecodeError as exc:
                 raise UserError(
-                    f"{self.folder}: the descriptors of {f.name} do not load: {exc}",
-                    hint="rebuild the bundle with `mcpgen build`",
+                    f"{self.folder}/{entry.file} is not a valid descriptor set: {exc}",
+                    hint=REBUILD,
                 ) from None
-            self._files.append(f)
+            self._package_files[name] = [f.name for f in fds.file]
+            for f in fds.file:  # dependencies first within the shard
+                if f.name in self._files:
+                    continue
+                try:
+                    self._pool.Add(f)
+                except (TypeError, ValueError) as exc:
+                    raise UserError(
+                        f"{self.folder}: the descriptors of {f.name} do not load: {exc}",
+                        hint=REBUILD,
+                    ) from None
+                self._files[f.name] = f
+            self._loaded.add(name)
+
+    def _types_of(self, full_name: str) -> str:
+        """Load what defines `full_name`; returns the package whose renderer serves it (""
+        stands for all of the bundle's descriptors when no package is found)."""
+        package = self._package_of(full_name)
+        if package is None:  # not named after a package (a go-micro gRPC server's service)
+            for name in self.index.descriptors:
+                self._load_package(name)
+            return "*"
+        self._load_package(package)
+        return package
+
+    def _renderer(self, package: str) -> SchemaRenderer:
+        renderer = self._renderers.get(package)
+        if renderer is None:
+            files = self._closure(package)
+            with_services = {f.name for f in files if f.service}
+            catalog: Catalog = catalog_from_files(files, with_services, Warnings())
+            renderer = self._renderers[package] = SchemaRenderer(catalog)
+        return renderer
+
+    def _closure(self, package: str) -> list[descriptor_pb2.FileDescriptorProto]:
+        """The loaded files of a package and everything they import, dependencies first."""
+        if package == "*":
+            return list(self._files.values())
+        reached = _reached(package, self.index.descriptors)
+        wanted = {f for name in reached for f in self._package_files.get(name, ())}
+        return [f for name, f in self._files.items() if name in wanted]
 
     def grpc_method(self, tool: str) -> GrpcMethod:
         found = self._methods.get(tool)
         if found is None:
-            route = self.routes[tool]
+            route = self.route(tool)
             assert isinstance(route, GrpcRoute)
-            method: MethodDescriptor = self._pool.FindMethodByName(
-                f"{route.service}.{route.method}"
-            )
+            self._types_of(route.service)
+            method: MethodDescriptor = self._pool.FindMethodByName(route.full_method)
             found = GrpcMethod(
                 path=route.path,
                 streaming=route.streaming,
@@ -109,14 +278,9 @@ class Bundle:
             self._methods[tool] = found
         return found
 
-    @cached_property
-    def _renderer(self) -> SchemaRenderer:
-        with_services = {f.name for f in self._files if f.service}
-        catalog: Catalog = catalog_from_files(self._files, with_services, Warnings())
-        return SchemaRenderer(catalog)
-
     def message_class(self, full_name: str) -> type[Message]:
         """The dynamic message class of a type the descriptors define."""
+        self._types_of(full_name)
         return message_factory.GetMessageClass(self._pool.FindMessageTypeByName(full_name))
 
     def input_schema(self, tool: str) -> dict[str, Any]:
@@ -124,12 +288,13 @@ class Bundle:
         go-micro endpoint only its registry describes, the manifest's schema)."""
         schema = self._input_schemas.get(tool)
         if schema is None:
-            route = self.routes[tool]
+            route = self.route(tool)
             if isinstance(route, GrpcRoute):
-                method = self.grpc_method(tool)
-                schema = self._renderer.precise(method.input_descriptor.full_name, output=False)
-            elif route.request is not None:
-                schema = self._renderer.precise(route.request, output=False)
+                name = self.grpc_method(tool).input_descriptor.full_name
+                schema = self._renderer(self._types_of(route.service)).precise(name, output=False)
+            elif isinstance(route, GoMicroRoute) and route.request is not None:
+                renderer = self._renderer(self._types_of(route.request))
+                schema = renderer.precise(route.request, output=False)
             else:
                 schema = self.by_name[tool]["inputSchema"]
             self._input_schemas[tool] = schema
@@ -154,6 +319,41 @@ class Bundle:
             schema = self.by_name[tool]["inputSchema"]
             validator = self._strict_validators[tool] = validator_for(schema)
         return validator
+
+
+class _Lookup(Mapping[str, Any]):
+    """A read-only mapping over the selected tools whose values are fetched on access."""
+
+    def __init__(self, names: list[str], fetch: Any) -> None:
+        self._names = names
+        self._known = frozenset(names)
+        self._fetch = fetch
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._known:
+            raise KeyError(name)
+        return self._fetch(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._known
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
+def _reached(package: str, descriptors: Mapping[str, Any]) -> set[str]:
+    """A descriptor shard and every shard it imports, transitively."""
+    seen, todo = set(), [package]
+    while todo:
+        current = todo.pop()
+        if current in seen or current not in descriptors:
+            continue
+        seen.add(current)
+        todo += descriptors[current].imports
+    return seen
 
 
 def go_micro_aliases(routes: dict[str, Route]) -> dict[str, str]:

@@ -96,6 +96,21 @@ def server_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--workers", type=click.IntRange(min=1), default=1,
                      envvar="MCPGEN_WORKERS", metavar="N", show_default=True,
                      help="HTTP: serving processes; more than 1 implies --stateless."),
+        # ---- which tools: every transport
+        click.option("--toolset", "toolsets", multiple=True, envvar="MCPGEN_TOOLSET",
+                     metavar="NAME",
+                     help="Serve this toolset (a package, a registry service or one of the "
+                     "config's; `mcpgen tools BUNDLE --toolsets` lists them). Repeatable; "
+                     "with --tools, the union. Default: every tool."),
+        click.option("--tools", "tool_globs", multiple=True, envvar="MCPGEN_TOOLS",
+                     metavar="GLOB",
+                     help="Serve the tools whose name or full method name (pkg.Service.Method) "
+                     "matches. Repeatable."),
+        click.option("--read-only", is_flag=True, envvar="MCPGEN_READ_ONLY",
+                     help="Serve only tools whose readOnlyHint is true."),
+        click.option("--discovery", is_flag=True, envvar="MCPGEN_DISCOVERY",
+                     help="List search_tools, describe_tool, call_tool and enable_toolset "
+                     "instead of the tools (for clients that take few tools)."),
         click.option("--page-size", type=click.IntRange(min=1), default=100,
                      envvar="MCPGEN_PAGE_SIZE", show_default=True,
                      help="Tools per tools/list page."),
@@ -175,10 +190,17 @@ def make_frontend(folder: Path, identity: ServerIdentity, flags: dict[str, Any])
     from mcpgen.runtime.bundle import Bundle
     from mcpgen.runtime.gateway import Gateway, GatewayOptions
     from mcpgen.runtime.grpc_backend import BackendConfig, GrpcBackends
+    from mcpgen.runtime.mucp_backend import MucpBackends
     from mcpgen.runtime.policy import Policy, PolicyOptions, Rate, parse_scopes
     from mcpgen.runtime.server import McpFrontend
+    from mcpgen.toolsets import Selection
 
-    bundle = Bundle(folder)
+    selection = Selection(
+        toolsets=tuple(flags["toolsets"]),
+        tools=tuple(flags["tool_globs"]),
+        read_only=flags["read_only"],
+    )
+    bundle = Bundle(folder, selection)
     config = BackendConfig.parse(
         flags["backends"],
         tls=flags["backend_tls"],
@@ -188,17 +210,13 @@ def make_frontend(folder: Path, identity: ServerIdentity, flags: dict[str, Any])
     )
     breakers = Breakers(flags["breaker_failures"], flags["breaker_cooldown"])
     backends = GrpcBackends(config, breakers)
-    micro = None
-    if any(route.kind == "go-micro" for route in bundle.routes.values()):
-        from mcpgen.runtime.mucp_backend import MucpBackends
-
-        micro = MucpBackends(config, breakers)  # --backend users=HOST:PORT replaces the nodes
-    unknown = set(_pairs("--tool-timeout", flags["tool_timeouts"], float)) - set(bundle.by_name)
+    micro = MucpBackends(config, breakers)  # --backend users=HOST:PORT replaces the nodes
+    unknown = set(_pairs("--tool-timeout", flags["tool_timeouts"], float)) - bundle.all_names
     if unknown:
         raise UserError(f"--tool-timeout names unknown tools: {', '.join(sorted(unknown))}")
     rate, per_caller = flags["rate_limit"], flags["rate_limit_per_caller"]
     policy = Policy(
-        bundle.routes,
+        bundle.declared_scopes,
         PolicyOptions(
             scopes=parse_scopes(flags["scopes"]),
             rate_limit=Rate.parse(rate, "--rate-limit") if rate else None,
@@ -207,6 +225,7 @@ def make_frontend(folder: Path, identity: ServerIdentity, flags: dict[str, Any])
             ),
             max_concurrency=flags["max_concurrency"],
         ),
+        known=bundle.all_names,
     )
     gateway = Gateway(
         bundle,
@@ -223,7 +242,14 @@ def make_frontend(folder: Path, identity: ServerIdentity, flags: dict[str, Any])
         policy=policy,
         observers=observe.from_flags(flags),
     )
-    return McpFrontend(gateway, identity.name, identity.version, page_size=flags["page_size"])
+    return McpFrontend(
+        gateway,
+        identity.name,
+        identity.version,
+        page_size=flags["page_size"],
+        discovery=flags["discovery"],
+        stateless=flags["stateless"],
+    )
 
 
 def http_options(flags: dict[str, Any]) -> Any:

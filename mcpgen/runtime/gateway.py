@@ -143,7 +143,7 @@ class Gateway:
         self.backends = backends
         self.options = options or GatewayOptions()
         self.micro = micro  # go-micro services (mucp over HTTP), when the bundle has any
-        self.policy = policy or Policy(bundle.routes, PolicyOptions())
+        self.policy = policy or Policy(bundle.declared_scopes, PolicyOptions())
         self.observers = list(observers)
 
     async def close(self) -> None:
@@ -167,9 +167,13 @@ class Gateway:
                 metadata.append((name, value))
         return metadata
 
+    def visible_names(self, caller: Caller) -> list[str]:
+        """The names of the tools `caller` may call, sorted: all a caller is ever shown."""
+        return [name for name in self.bundle.names if self.policy.may_call(name, caller)]
+
     def visible_tools(self, caller: Caller) -> list[dict[str, Any]]:
-        """The tools `caller` may call: all a caller is ever shown."""
-        return self.policy.visible(self.bundle.tools, caller)
+        """The Tool objects of `visible_names` (reads every shard they are in)."""
+        return self.bundle.tools_named(self.visible_names(caller))
 
     async def call(
         self, name: str, arguments: dict[str, Any] | None, context: CallContext

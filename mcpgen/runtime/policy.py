@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from mcpgen.contract import Route
 from mcpgen.errors import UserError
 
 ANY_SCOPE = "*"
@@ -137,11 +136,14 @@ class Policy:
 
     def __init__(
         self,
-        routes: Mapping[str, Route],
+        declared: Mapping[str, Sequence[str]],
         options: PolicyOptions,
         clock: Callable[[], float] = time.monotonic,
+        known: Collection[str] | None = None,
     ) -> None:
-        unknown = sorted(set(options.scopes) - set(routes))
+        """`declared`: the scopes each served tool's route declares (`Bundle.declared_scopes`);
+        `known`: every tool `--scope` may name (default: those served)."""
+        unknown = sorted(set(options.scopes) - set(declared if known is None else known))
         if unknown:
             raise UserError(
                 f"--scope names unknown tools: {', '.join(unknown)}",
@@ -150,8 +152,7 @@ class Policy:
         self.options = options
         self.clock = clock  # seconds; tests move it by hand
         self.required: dict[str, frozenset[str]] = {
-            tool: frozenset(options.scopes.get(tool, route.scopes))
-            for tool, route in routes.items()
+            tool: frozenset(options.scopes.get(tool, scopes)) for tool, scopes in declared.items()
         }
         self._tool_buckets: dict[str, TokenBucket] = {}
         self._caller_buckets: dict[str, TokenBucket] = {}

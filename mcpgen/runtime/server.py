@@ -11,26 +11,32 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections import OrderedDict
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import partial
 from typing import Any
 
 import mcp_types as types
-from mcp.server.lowlevel import Server
+from mcp.server.lowlevel import NotificationOptions, Server
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from mcpgen.runtime import discovery
 from mcpgen.runtime.arguments import InvalidArguments
 from mcpgen.runtime.auth import CALLER_KEY, Authenticator, AuthGuard, OpenAccess
+from mcpgen.runtime.discovery import Discovery
 from mcpgen.runtime.gateway import CallContext, Gateway, UnknownTool, result_text
 from mcpgen.runtime.limits import DEFAULT_MAX_BODY, BodyLimit
 from mcpgen.runtime.policy import Caller, Denied
 from mcpgen.runtime.status import BackendError, http_status
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+#: SDK Tool objects kept between tools/list pages (a few pages' worth).
+TOOL_OBJECTS = 1000
 TRACE_RESPONSE_HEADER = "Mcp-Trace-Id"
 
 
@@ -120,10 +126,21 @@ class Cursors:
 class McpFrontend:
     """The MCP server of a gateway."""
 
-    def __init__(self, gateway: Gateway, name: str, version: str, page_size: int = 100) -> None:
+    def __init__(
+        self,
+        gateway: Gateway,
+        name: str,
+        version: str,
+        page_size: int = 100,
+        discovery: bool = False,
+        stateless: bool = False,
+    ) -> None:
         self.gateway = gateway
         self.page_size = page_size
-        self.server: Server[Any] = Server(
+        #: `--discovery`: meta-tools instead of the catalog (`mcpgen.runtime.discovery`)
+        self.discovery = Discovery(gateway.bundle) if discovery else None
+        self.stateless = stateless  # no session outlives a request: nothing to enable for
+        self.server: Server[Any] = _Server(
             name,
             version=version,
             on_list_tools=self.list_tools,
@@ -131,25 +148,102 @@ class McpFrontend:
             get_tool_input_schema=self._input_schema,
         )
         self.server.middleware = []  # no OpenTelemetry spans unless asked (issue: otel extra)
+        self.server.tools_changed = discovery  # enable_toolset changes a session's list
+        self._tool_objects: OrderedDict[str, types.Tool] = OrderedDict()
 
-    @cached_property
-    def _tools(self) -> dict[str, types.Tool]:
-        return {tool["name"]: types.Tool.model_validate(tool) for tool in self.gateway.tools}
+    def _tool(self, tool: dict[str, Any]) -> types.Tool:
+        """The SDK's Tool of a manifest entry, kept for the few most recently listed (a large
+        bundle's tools do not all need to sit in memory as objects)."""
+        found = self._tool_objects.get(tool["name"])
+        if found is None:
+            found = self._tool_objects[tool["name"]] = types.Tool.model_validate(tool)
+            while len(self._tool_objects) > TOOL_OBJECTS:
+                self._tool_objects.popitem(last=False)
+        return found
 
     def _input_schema(self, name: str) -> dict[str, Any] | None:
+        if self.discovery is not None and name in self.discovery.tools:
+            return self.discovery.tools[name]["inputSchema"]
         tool = self.gateway.bundle.by_name.get(name)
         return tool["inputSchema"] if tool else None
 
+    def _session(self, ctx: Any) -> str | None:
+        """The session that outlives this request (enabled toolsets are kept per session):
+        its `Mcp-Session-Id` over HTTP, the one connection of stdio; none for stateless HTTP
+        and the sessionless 2026-07-28 era."""
+        if self.stateless or getattr(ctx, "protocol_version", "") in MODERN_PROTOCOL_VERSIONS:
+            return None
+        request = getattr(ctx, "request", None)
+        if isinstance(request, Request):
+            return request.headers.get("mcp-session-id")
+        return "stdio"
+
     async def list_tools(self, ctx: Any, params: types.PaginatedRequestParams | None) -> Any:
+        """A page of the tools the caller may call: only that page's shards are read. With
+        `--discovery`: the meta-tools, then the tools of the toolsets this session enabled."""
         caller = _caller(getattr(ctx, "request", None))
-        tools = [self._tools[t["name"]] for t in self.gateway.visible_tools(caller)]
-        start = Cursors.decode(params.cursor if params else None, max(len(tools), 1))
+        meta: list[dict[str, Any]] = []
+        if self.discovery is None:
+            names = self.gateway.visible_names(caller)
+        else:
+            meta = list(self.discovery.tools.values())
+            allowed = self.gateway.policy.may_call
+            names = [n for n in self.discovery.listed(self._session(ctx)) if allowed(n, caller)]
+        total = len(meta) + len(names)
+        start = Cursors.decode(params.cursor if params else None, max(total, 1))
         end = start + self.page_size
+        page = meta[start:end] + self.gateway.bundle.tools_named(
+            names[max(start - len(meta), 0) : max(end - len(meta), 0)]
+        )
         return types.ListToolsResult(
-            tools=tools[start:end], next_cursor=Cursors.encode(end) if end < len(tools) else None
+            tools=[self._tool(t) for t in page],
+            next_cursor=Cursors.encode(end) if end < total else None,
         )
 
     async def call_tool(self, ctx: Any, params: types.CallToolRequestParams) -> Any:
+        if self.discovery is not None and params.name in self.discovery.tools:
+            return await self._meta_tool(ctx, params.name, params.arguments or {})
+        return await self._call(ctx, params.name, params.arguments)
+
+    async def _meta_tool(self, ctx: Any, name: str, arguments: dict[str, Any]) -> Any:
+        """search_tools, describe_tool, call_tool, enable_toolset; scopes and the server's
+        selection apply to what they find and call, as to the catalog."""
+        assert self.discovery is not None
+        caller = _caller(getattr(ctx, "request", None))
+        allowed = partial(_allowed, self.gateway, caller)
+        if name == discovery.SEARCH:
+            query, limit = arguments.get("query"), arguments.get("limit", discovery.DEFAULT_LIMIT)
+            if not isinstance(query, str) or not query.strip():
+                return _error_result("search_tools: `query` must be a non-empty string")
+            if isinstance(limit, bool) or not isinstance(limit, int):
+                return _error_result("search_tools: `limit` must be an integer")
+            limit = min(max(limit, 1), discovery.MAX_LIMIT)
+            hits = self.discovery.index.search(query, limit, allowed)
+            return _structured({"results": [hit.to_json() for hit in hits]})
+        target = arguments.get("name")
+        if not isinstance(target, str) or not target:
+            return _error_result(f"{name}: `name` must be a non-empty string")
+        if name == discovery.DESCRIBE:
+            tool = self.gateway.bundle.tool(target) if allowed(target) else None
+            if tool is None:
+                return _error_result(f"Unknown tool: {target} (search_tools finds tools)")
+            return _structured(tool)
+        if name == discovery.CALL:
+            inner = arguments.get("arguments", {})
+            if not allowed(target):  # neither served nor permitted: as unknown as any name
+                return _error_result(f"Unknown tool: {target} (search_tools finds tools)")
+            return await self._call(ctx, target, inner)
+        session = self._session(ctx)
+        try:
+            tools = self.discovery.enable(session, target, allowed)
+        except KeyError:
+            known = ", ".join(sorted(self.gateway.bundle.toolsets)[:20])
+            return _error_result(f"Unknown toolset: {target} (toolsets: {known})")
+        if session is not None:
+            await ctx.session.send_tool_list_changed()
+        return _structured({"toolset": target, "tools": tools, "listed": session is not None})
+
+    async def _call(self, ctx: Any, name: str, arguments: dict[str, Any] | None) -> Any:
         request = getattr(ctx, "request", None)
         headers = dict(request.headers) if isinstance(request, Request) else {}
 
@@ -163,19 +257,41 @@ class McpFrontend:
             caller=_caller(request),
         )
         try:
-            result = await self.gateway.call(params.name, params.arguments, context)
+            result = await self.gateway.call(name, arguments, context)
         except UnknownTool:
-            raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {params.name}") from None
+            raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {name}") from None
         except Denied as error:
             return _error_result(error.text())
         except InvalidArguments as error:
-            return _error_result(error.text(params.name))
+            return _error_result(error.text(name))
         except BackendError as error:
             return _error_result(error.text())
-        return types.CallToolResult(
-            content=[types.TextContent(type="text", text=result_text(result))],
-            structured_content=result,
-        )
+        return _structured(result)
+
+
+class _Server(Server[Any]):
+    """The SDK's low-level server, advertising `tools.listChanged` when the list can change
+    (the SDK's HTTP transport asks for its initialization options without arguments)."""
+
+    tools_changed = False
+
+    def create_initialization_options(
+        self, notification_options: NotificationOptions | None = None, *args: Any, **kwargs: Any
+    ) -> Any:
+        options = notification_options or NotificationOptions(tools_changed=self.tools_changed)
+        return super().create_initialization_options(options, *args, **kwargs)
+
+
+def _allowed(gateway: Gateway, caller: Caller, name: str) -> bool:
+    """Whether a tool is served and `caller` may call it."""
+    return name in gateway.bundle.shard_of and gateway.policy.may_call(name, caller)
+
+
+def _structured(result: dict[str, Any]) -> types.CallToolResult:
+    return types.CallToolResult(
+        content=[types.TextContent(type="text", text=result_text(result))],
+        structured_content=result,
+    )
 
 
 def _caller(request: Any) -> Caller:
@@ -219,7 +335,7 @@ class RestFrontend:
         return JSONResponse({"tools": self.gateway.visible_tools(_caller(request))})
 
     async def health(self, request: Request) -> Response:
-        return JSONResponse({"status": "ok", "tools": len(self.gateway.tools)})
+        return JSONResponse({"status": "ok", "tools": len(self.gateway.bundle.names)})
 
     async def call(self, request: Request) -> Response:
         context = CallContext(
@@ -242,7 +358,7 @@ class RestFrontend:
         if not isinstance(body, dict) or not isinstance(body.get("tool"), str):
             return error(400, 'expected {"tool": NAME, "input": {...}}', "BAD_REQUEST")
         name, arguments = body["tool"], body.get("input")
-        name = self.gateway.bundle.aliases.get(name, name)  # go-micro's `users.Users.Get`
+        name = self.gateway.bundle.resolve(name)  # go-micro's `users.Users.Get`
         try:
             result = await self.gateway.call(name, arguments, context)
         except UnknownTool:

@@ -19,7 +19,7 @@ from typing import Any
 from google.protobuf import descriptor_pb2, unknown_fields
 from google.protobuf.message import DecodeError
 
-from mcpgen.errors import UserError, Warnings
+from mcpgen.errors import UserError, Warnings, display_path
 from mcpgen.model import (
     Catalog,
     Enum,
@@ -34,7 +34,6 @@ from mcpgen.model import (
     TypeRef,
 )
 from mcpgen.sources import options
-from mcpgen.sources.protofiles import display_path
 
 FDP = descriptor_pb2.FieldDescriptorProto
 _SCALARS = {

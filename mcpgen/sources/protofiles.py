@@ -20,7 +20,7 @@ from typing import Any
 
 from google.protobuf import descriptor_pb2
 
-from mcpgen.errors import Problem, UserError
+from mcpgen.errors import Problem, UserError, display_path
 
 #: googleapis packages whose .proto files ship in `googleapis-common-protos`.
 GOOGLEAPIS_PACKAGES = ("google/api", "google/rpc", "google/type", "google/longrunning")
@@ -60,14 +60,6 @@ def _inside(path: str, root: Path) -> bool:
     return path.startswith(prefix) and (
         len(path) == len(prefix) or path[len(prefix)] == os.sep or prefix.endswith(os.sep)
     )
-
-
-def display_path(path: Path) -> str:
-    """A path as the user would write it: relative to the working directory when inside it."""
-    try:
-        return path.relative_to(Path.cwd()).as_posix()
-    except ValueError:
-        return path.as_posix()
 
 
 def builtin_import_paths() -> list[str]:
