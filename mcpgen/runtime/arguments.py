@@ -14,9 +14,8 @@ from typing import Any, Protocol
 from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
-from jsonschema import ValidationError
 
-from mcpgen.runtime.validation import SchemaValidator
+from mcpgen.runtime.validation import SchemaValidator, ValidationError
 from mcpgen.schema.scalars import OBJECT_WELL_KNOWN, ROOT_VALUE_KEY, WELL_KNOWN
 
 

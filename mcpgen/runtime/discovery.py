@@ -11,14 +11,15 @@ to answer a search. Calls through `call_tool` take exactly the path of a direct 
 
 from __future__ import annotations
 
-import heapq
 import math
 import re
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import orjson
 
 from mcpgen.contract import REBUILD, search_entry
@@ -79,25 +80,43 @@ class Hit:
 
 
 class SearchIndex:
-    """An inverted index of tool documents, ranked by BM25."""
+    """An inverted index of tool documents, ranked by BM25.
+
+    Each word's postings are two numpy arrays, the documents that hold it and its BM25 term
+    weight in each (saturation and length normalisation applied once, here); a query adds
+    `idf × weight` into one dense score vector per word, so a search over 13,000 tools costs
+    a few array operations, not a Python loop over every posting."""
 
     def __init__(self, documents: Iterable[tuple[Entry, dict[str, str | list[str]]]]) -> None:
         self.entries: list[Entry] = []
-        self.postings: dict[str, list[tuple[int, float]]] = {}
-        lengths: list[float] = []
+        counted: list[dict[str, float]] = []
         for entry, parts in documents:
             counts: dict[str, float] = {}
             for part, text in parts.items():
                 weight = WEIGHTS[part]
                 for word in words(" ".join(text) if isinstance(text, list) else text):
                     counts[word] = counts.get(word, 0.0) + weight
-            doc = len(self.entries)
             self.entries.append(entry)
-            lengths.append(sum(counts.values()))
-            for word, count in counts.items():
-                self.postings.setdefault(word, []).append((doc, count))
-        self.lengths = lengths
-        self.average = (sum(lengths) / len(lengths)) if lengths else 1.0
+            counted.append(counts)
+        lengths = [sum(c.values()) for c in counted]
+        average = (sum(lengths) / len(lengths)) if lengths else 1.0
+        docs: dict[str, list[int]] = {}
+        weights: dict[str, list[float]] = {}
+        for doc, counts in enumerate(counted):
+            norm = K1 * (1 - B + B * lengths[doc] / average)
+            for word, tf in counts.items():
+                docs.setdefault(word, []).append(doc)
+                weights.setdefault(word, []).append(tf * (K1 + 1) / (tf + norm))
+        total = len(self.entries)
+        self.postings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for word, held in docs.items():
+            idf = math.log(1 + (total - len(held) + 0.5) / (len(held) + 0.5))
+            scaled = np.asarray(weights[word], dtype=np.float64) * idf
+            self.postings[word] = (np.asarray(held, dtype=np.int32), scaled)
+        #: document order by name, to break ties the same way every time
+        order = sorted(range(total), key=lambda d: self.entries[d].name)
+        self._rank_of_name = np.empty(total, dtype=np.int64)
+        self._rank_of_name[order] = np.arange(total)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -107,29 +126,24 @@ class SearchIndex:
     ) -> list[Hit]:
         """The best `limit` tools for `query` that `allowed` admits, best first (ties by
         name)."""
-        total = len(self.entries)
-        scores: dict[int, float] = {}
+        scores = np.zeros(len(self.entries), dtype=np.float64)
         for word in dict.fromkeys(words(query)):
-            postings = self.postings.get(word)
-            if not postings:
-                continue
-            idf = math.log(1 + (total - len(postings) + 0.5) / (len(postings) + 0.5))
-            for doc, tf in postings:
-                norm = K1 * (1 - B + B * self.lengths[doc] / self.average)
-                scores[doc] = scores.get(doc, 0.0) + idf * tf * (K1 + 1) / (tf + norm)
-        ranked = heapq.nsmallest(
-            limit * 4 + 16 if allowed else limit,
-            scores.items(),
-            key=lambda item: (-item[1], self.entries[item[0]].name),
-        )
-        hits = [Hit(self.entries[d], s) for d, s in ranked
-                if allowed is None or allowed(self.entries[d].name)]  # fmt: skip
-        if allowed is not None and len(hits) < limit and len(ranked) < len(scores):
-            ordered = sorted(
-                scores.items(), key=lambda item: (-item[1], self.entries[item[0]].name)
-            )
-            hits = [Hit(self.entries[d], s) for d, s in ordered if allowed(self.entries[d].name)]
-        return hits[:limit]
+            found = self.postings.get(word)
+            if found is not None:
+                scores[found[0]] += found[1]  # a word's documents are distinct
+        matched = np.flatnonzero(scores > 0)
+        if matched.size == 0:
+            return []
+        # best first, then by name; taken in slices until `limit` pass `allowed`
+        order = matched[np.lexsort((self._rank_of_name[matched], -scores[matched]))]
+        hits: list[Hit] = []
+        for doc in order:
+            entry = self.entries[int(doc)]
+            if allowed is None or allowed(entry.name):
+                hits.append(Hit(entry, float(scores[doc])))
+                if len(hits) == limit:
+                    break
+        return hits
 
 
 def index_of(bundle: Any) -> SearchIndex:
@@ -323,13 +337,32 @@ class Discovery:
         self.bundle = bundle
         self.tools = {t["name"]: t for t in meta_tools()}
         self._index: SearchIndex | None = None
+        self._building: threading.Thread | None = None
+        self._failure: BaseException | None = None
         #: per session (a legacy-era connection): the tools its enabled toolsets added; the
         #: least recently enabled sessions are forgotten beyond SESSIONS
         self.enabled: OrderedDict[str, set[str]] = OrderedDict()
 
+    def warm(self) -> None:
+        """Build the search index in a thread now, so that the first search need not wait
+        for it (reading every search shard takes a second or two on a large bundle)."""
+        if self._building is None and self._index is None:
+            self._building = threading.Thread(target=self._build, name="mcpgen-search", daemon=True)
+            self._building.start()
+
+    def _build(self) -> None:
+        try:
+            self._index = index_of(self.bundle)
+        except BaseException as exc:  # raised again by the search that needs the index
+            self._failure = exc
+
     @property
     def index(self) -> SearchIndex:
+        if self._building is not None:
+            self._building.join()
         if self._index is None:
+            if self._failure is not None:
+                raise self._failure
             self._index = index_of(self.bundle)
         return self._index
 

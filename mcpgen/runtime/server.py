@@ -139,6 +139,8 @@ class McpFrontend:
         self.page_size = page_size
         #: `--discovery`: meta-tools instead of the catalog (`mcpgen.runtime.discovery`)
         self.discovery = Discovery(gateway.bundle) if discovery else None
+        if self.discovery is not None:
+            self.discovery.warm()
         self.stateless = stateless  # no session outlives a request: nothing to enable for
         self.server: Server[Any] = _Server(
             name,
