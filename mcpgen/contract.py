@@ -495,6 +495,18 @@ def git(*args: str, failure: UserError) -> bytes:
     raise failure
 
 
+class BundleChanged(UserError):
+    """A file is not what the index read earlier recorded: the bundle was replaced (or is
+    being written) since. The server reloads; a one-off reader rereads."""
+
+    def __init__(self, label: str, name: str) -> None:
+        super().__init__(
+            f"{label}/{name} is not the file its index lists: the bundle changed while in use",
+            hint="the server reloads the bundle; otherwise rerun the command",
+        )
+        self.name = name
+
+
 @dataclass(slots=True)
 class Shard:
     package: str
@@ -511,6 +523,9 @@ class BundleView:
 
     def __init__(self, storage: Storage, document: Json) -> None:
         self.storage = storage
+        #: check every file read against the index's digest (the server does: a bundle can
+        #: be replaced under it, and a shard must never be mixed with another index)
+        self.verify = False
         self.version: int = document["manifestVersion"]
         self._v1: Json | None = None
         if self.version == 1:
@@ -546,7 +561,7 @@ class BundleView:
         entry = self.index.shards[name]
         where = f"{self.label}/{entry.files.tools}"
         try:
-            document = orjson.loads(self.storage.read(entry.files.tools))
+            document = orjson.loads(self.read(entry.files.tools))
             tools, raw_routes = document["tools"], document["routes"]
             names = [t["name"] for t in tools]
         except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
@@ -555,6 +570,20 @@ class BundleView:
             raise UserError(f"{where} does not hold the tools the index lists", hint=REBUILD)
         routes = {n: route_from_json(raw_routes.get(n), f"{where}: route of {n}") for n in names}
         return Shard(str(document.get("package", name)), tools, routes)
+
+    def read(self, name: str) -> bytes:
+        """A file of the bundle; with `verify`, only the bytes the index recorded."""
+        try:
+            data = self.storage.read(name)
+        except UserError:
+            if self.verify:
+                raise BundleChanged(self.label, name) from None
+            raise
+        if self.verify:
+            wanted = self.index.digests.get(name)
+            if wanted is not None and digest(data) != wanted:
+                raise BundleChanged(self.label, name)
+        return data
 
     def entry(self, name: str) -> ShardEntry:
         """A shard's index entry with its tools' facts (methods, read-only, scopes). An index
@@ -587,7 +616,7 @@ class BundleView:
         files: dict[str, Any] = {}
         for entry in sorted(self.index.descriptors.values(), key=lambda e: e.file):
             try:
-                fds = descriptor_pb2.FileDescriptorSet.FromString(self.storage.read(entry.file))
+                fds = descriptor_pb2.FileDescriptorSet.FromString(self.read(entry.file))
             except DecodeError as exc:
                 raise UserError(
                     f"{self.label}/{entry.file} is not a valid descriptor set: {exc}", hint=REBUILD

@@ -195,7 +195,7 @@ async def test_unselected_shards_and_descriptors_are_never_read(
         await gateway.close()
     assert [t["name"] for t in listed] == LIBRARY
     assert result["title"] == "Emma"
-    with pytest.raises(UserError, match="is not a tools shard"):  # the damage is real
+    with pytest.raises(UserError, match="is not the file its index lists"):  # real damage
         _ = Bundle(copy, Selection(toolsets=("acme.types.v1",))).tools
 
 

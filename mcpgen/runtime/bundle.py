@@ -77,6 +77,7 @@ class Bundle:
             )
         self.view = view = open_bundle(folder)
         view.require_current("serves")
+        view.verify = True  # a shard read later must belong to this index
         self.index = view.index
         #: the client profile the inputSchemas were built for (`mcpgen build --profile`)
         self.profile: str | None = view.index.profile
@@ -177,6 +178,23 @@ class Bundle:
             return name
         return self.aliases.get(name, name)
 
+    def prepare(self, name: str) -> Route | None:
+        """Everything a call of `name` reads from the bundle, read now (its route, descriptors
+        and validators), so that nothing is read once the call is under way; None for a name
+        that is not served. Raises `BundleChanged` when a file no longer matches the index."""
+        route = self.route(name)
+        if isinstance(route, GrpcRoute):
+            self.grpc_method(name)
+            self.input_validator(name)
+        elif isinstance(route, GoMicroRoute):
+            self.input_validator(name)
+            for type_name in (route.request, route.response):
+                if type_name is not None:
+                    self.message_class(type_name)
+        if route is not None and self.strict_inputs:
+            self.strict_validator(name)
+        return route
+
     # ---- descriptors, loaded per package
 
     def _package_of(self, full_name: str) -> str | None:
@@ -211,7 +229,7 @@ class Bundle:
         for name in order:
             entry = self.index.descriptors[name]
             try:
-                data = self.view.storage.read(entry.file)
+                data = self.view.read(entry.file)
                 fds = descriptor_pb2.FileDescriptorSet.FromString(data)
             except DecodeError as exc:
                 raise UserError(

@@ -108,6 +108,9 @@ def server_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      "matches. Repeatable."),
         click.option("--read-only", is_flag=True, envvar="MCPGEN_READ_ONLY",
                      help="Serve only tools whose readOnlyHint is true."),
+        click.option("--watch", is_flag=True, envvar="MCPGEN_WATCH",
+                     help="Reload the bundle when `mcpgen build` replaces it (SIGHUP reloads "
+                     "without this too); clients are told the tool list changed."),
         click.option("--discovery", is_flag=True, envvar="MCPGEN_DISCOVERY",
                      help="List search_tools, describe_tool, call_tool and enable_toolset "
                      "instead of the tools (for clients that take few tools)."),
@@ -192,6 +195,7 @@ def make_frontend(folder: Path, identity: ServerIdentity, flags: dict[str, Any])
     from mcpgen.runtime.grpc_backend import BackendConfig, GrpcBackends
     from mcpgen.runtime.mucp_backend import MucpBackends
     from mcpgen.runtime.policy import Policy, PolicyOptions, Rate, parse_scopes
+    from mcpgen.runtime.reload import BundleWatcher
     from mcpgen.runtime.server import McpFrontend
     from mcpgen.toolsets import Selection
 
@@ -242,7 +246,7 @@ def make_frontend(folder: Path, identity: ServerIdentity, flags: dict[str, Any])
         policy=policy,
         observers=observe.from_flags(flags),
     )
-    return McpFrontend(
+    frontend = McpFrontend(
         gateway,
         identity.name,
         identity.version,
@@ -250,6 +254,12 @@ def make_frontend(folder: Path, identity: ServerIdentity, flags: dict[str, Any])
         discovery=flags["discovery"],
         stateless=flags["stateless"],
     )
+    watcher = BundleWatcher(
+        folder, lambda: Bundle(folder, selection), frontend.replace_bundle, poll=flags["watch"]
+    )
+    gateway.reload = lambda: watcher.check(forced=True)
+    frontend.watcher = watcher  # started by the transport, in its event loop
+    return frontend
 
 
 def http_options(flags: dict[str, Any]) -> Any:
@@ -336,7 +346,11 @@ def _http_app(frontend: Any, flags: dict[str, Any]) -> Any:
     from mcpgen.runtime.limits import Lifecycle
     from mcpgen.runtime.server import http_app
 
-    return Lifecycle(http_app(frontend, http_options(flags)), frontend.gateway.close)
+    async def close() -> None:
+        await frontend.watcher.stop()
+        await frontend.gateway.close()
+
+    return Lifecycle(http_app(frontend, http_options(flags)), close, start=frontend.watcher.start)
 
 
 def _configure_logging(level: str) -> None:
@@ -350,11 +364,13 @@ def _configure_logging(level: str) -> None:
 async def _serve_stdio(frontend: Any, gateway: Any) -> None:
     from mcp.server.stdio import stdio_server
 
+    frontend.watcher.start()
     try:
         async with stdio_server() as (read, write):
             server = frontend.server
             await server.run(read, write, server.create_initialization_options())
     finally:
+        await frontend.watcher.stop()
         await gateway.close()
 
 

@@ -174,7 +174,7 @@ def _search_entries(bundle: Any, shard: str, file: str | None) -> list[dict[str,
         tools = bundle.view.shard(shard).tools
         return [search_entry(t, methods.get(t["name"], "")) for t in tools]
     try:
-        return list(orjson.loads(bundle.view.storage.read(file))["tools"])
+        return list(orjson.loads(bundle.view.read(file))["tools"])
     except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
         where = f"{bundle.folder}/{file}"
         raise UserError(f"{where} is not a search shard: {exc}", hint=REBUILD) from None
@@ -365,6 +365,17 @@ class Discovery:
                 raise self._failure
             self._index = index_of(self.bundle)
         return self._index
+
+    def moved_to(self, bundle: Any) -> Discovery:
+        """The discovery state of a reloaded bundle: a new index (built at once, in a thread),
+        each session's enabled tools kept where the new bundle still serves them."""
+        moved = Discovery(bundle)
+        served = set(bundle.names)
+        for session, tools in self.enabled.items():
+            if kept := tools & served:
+                moved.enabled[session] = kept
+        moved.warm()
+        return moved
 
     def listed(self, session: str | None) -> list[str]:
         """The bundle tools a session lists besides the meta-tools, sorted."""

@@ -19,7 +19,7 @@ import grpc
 import orjson
 from google.protobuf import json_format
 
-from mcpgen.contract import GoMicroRoute, Route
+from mcpgen.contract import BundleChanged, GoMicroRoute, Route
 from mcpgen.runtime.arguments import (
     InvalidArguments,
     build_request,
@@ -145,6 +145,8 @@ class Gateway:
         self.micro = micro  # go-micro services (mucp over HTTP), when the bundle has any
         self.policy = policy or Policy(bundle.declared_scopes, PolicyOptions())
         self.observers = list(observers)
+        #: reloads the bundle when it changed under the server (`runtime.reload`)
+        self.reload: Callable[[], Awaitable[Any]] | None = None
 
     async def close(self) -> None:
         await self.backends.close()
@@ -175,15 +177,31 @@ class Gateway:
         """The Tool objects of `visible_names` (reads every shard they are in)."""
         return self.bundle.tools_named(self.visible_names(caller))
 
+    def use(self, bundle: Bundle) -> None:
+        """Serve another bundle from the next call on (calls in flight keep theirs)."""
+        self.policy.update(bundle.declared_scopes)
+        self.bundle = bundle
+
     async def call(
         self, name: str, arguments: dict[str, Any] | None, context: CallContext
     ) -> dict[str, Any]:
         """The tool's structured result, after the policy admitted the call.
 
         Raises UnknownTool, Denied or InvalidArguments (nothing was sent), or BackendError.
-        Every call but an unknown tool's leaves a `CallRecord` with the observers.
+        Every call but an unknown tool's leaves a `CallRecord` with the observers. The whole
+        call runs on one bundle, even if a reload swaps in another meanwhile; a bundle replaced
+        under the server (a file the call needs no longer matches the index the server read)
+        is reloaded through `reload` first, and the call runs on the new one.
         """
-        route = self.bundle.routes.get(name)
+        bundle = self.bundle
+        try:
+            route = bundle.prepare(name)
+        except BundleChanged:
+            if self.reload is None:
+                raise
+            await self.reload()
+            bundle = self.bundle
+            route = bundle.prepare(name)
         if route is None:
             raise UnknownTool(name)
         started = time.perf_counter()
@@ -195,7 +213,7 @@ class Gateway:
             self.policy.admit(name, context.caller)
             self.policy.enter()
             try:
-                return await self._forward(name, route, arguments, context)
+                return await self._forward(bundle, name, route, arguments, context)
             finally:
                 self.policy.leave()
         except Denied as error:
@@ -241,18 +259,18 @@ class Gateway:
             observer.finished(record)
 
     async def _forward(
-        self, name: str, route: Route, arguments: Any, context: CallContext
+        self, bundle: Bundle, name: str, route: Route, arguments: Any, context: CallContext
     ) -> dict[str, Any]:
         if arguments is not None and not isinstance(arguments, dict):
             raise InvalidArguments([f"at /: expected an object, got {type(arguments).__name__}"])
         if arguments:
             check_size(arguments, self.options.max_argument_bytes, self.options.max_depth)
-        if self.bundle.strict_inputs:
-            arguments = strict_arguments(arguments or {}, self.bundle.strict_validator(name))
+        if bundle.strict_inputs:
+            arguments = strict_arguments(arguments or {}, bundle.strict_validator(name))
         if isinstance(route, GoMicroRoute):
-            return await self._call_micro(name, route, arguments or {}, context)
-        method = self.bundle.grpc_method(name)
-        request = build_request(arguments, method.input_class, self.bundle.input_validator(name))
+            return await self._call_micro(bundle, name, route, arguments or {}, context)
+        method = bundle.grpc_method(name)
+        request = build_request(arguments, method.input_class, bundle.input_validator(name))
         timeout = self.options.tool_timeouts.get(name, self.options.timeout)
         metadata = self.metadata(context)
         try:
@@ -269,23 +287,28 @@ class Gateway:
         return response_json(response)
 
     async def _call_micro(
-        self, name: str, route: GoMicroRoute, arguments: dict[str, Any], context: CallContext
+        self,
+        bundle: Bundle,
+        name: str,
+        route: GoMicroRoute,
+        arguments: dict[str, Any],
+        context: CallContext,
     ) -> dict[str, Any]:
         """A go-micro endpoint over mucp. With the protos, the request is checked and written
         as protojson and the answer read back through its type; from a registry alone, the
         arguments are checked against the registry's (loose) schema and sent as they are."""
         if self.micro is None:
             raise BackendError(grpc.StatusCode.UNIMPLEMENTED, "go-micro forwarding is off")
-        validator = self.bundle.input_validator(name)
+        validator = bundle.input_validator(name)
         output_class = None
         if route.request is not None and route.response is not None:
-            request = build_request(arguments, self.bundle.message_class(route.request), validator)
+            request = build_request(arguments, bundle.message_class(route.request), validator)
             body: dict[str, Any] = json_format.MessageToDict(
                 request, descriptor_pool=request.DESCRIPTOR.file.pool
             )
-            output_class = self.bundle.message_class(route.response)
+            output_class = bundle.message_class(route.response)
         else:  # the manifest's schema is the only one; a strict bundle checked it already
-            strict = self.bundle.strict_inputs
+            strict = bundle.strict_inputs
             problems = [] if strict else validate_arguments(arguments, validator)
             if problems:
                 raise InvalidArguments(problems)

@@ -108,9 +108,15 @@ class Lifecycle:
     """ASGI middleware: closes the gateway after the app's own lifespan shutdown (the MCP SDK's
     session manager), so backend channels outlive every call that uses them."""
 
-    def __init__(self, app: App, close: Callable[[], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        app: App,
+        close: Callable[[], Awaitable[None]],
+        start: Callable[[], None] | None = None,
+    ) -> None:
         self.app = app
         self.close = close
+        self.start = start  # called in the serving loop once the app has started
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "lifespan":
@@ -118,6 +124,8 @@ class Lifecycle:
             return
 
         async def on_send(message: Message) -> None:
+            if message["type"] == "lifespan.startup.complete" and self.start is not None:
+                self.start()
             if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
                 await self.close()
             await send(message)

@@ -151,12 +151,19 @@ class Policy:
             )
         self.options = options
         self.clock = clock  # seconds; tests move it by hand
-        self.required: dict[str, frozenset[str]] = {
-            tool: frozenset(options.scopes.get(tool, scopes)) for tool, scopes in declared.items()
-        }
+        self.required: dict[str, frozenset[str]] = {}
+        self.update(declared)
         self._tool_buckets: dict[str, TokenBucket] = {}
         self._caller_buckets: dict[str, TokenBucket] = {}
         self.in_flight = 0
+
+    def update(self, declared: Mapping[str, Sequence[str]]) -> None:
+        """The tools of a reloaded bundle: their scopes replace the old ones; rate buckets and
+        the concurrency count carry on (a reload does not reset anyone's limits)."""
+        options = self.options
+        self.required = {
+            tool: frozenset(options.scopes.get(tool, scopes)) for tool, scopes in declared.items()
+        }
 
     # ---- who may call what --------------------------------------------------------------------
 

@@ -16,10 +16,13 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+import anyio
 import mcp_types as types
 from mcp.server.lowlevel import NotificationOptions, Server
+from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
+from mcp.shared.subscriptions import ToolsListChanged
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -142,16 +145,53 @@ class McpFrontend:
         if self.discovery is not None:
             self.discovery.warm()
         self.stateless = stateless  # no session outlives a request: nothing to enable for
+        #: 2026-07-28 clients hear of list changes on `subscriptions/listen` streams
+        self.events = InMemorySubscriptionBus()
         self.server: Server[Any] = _Server(
             name,
             version=version,
             on_list_tools=self.list_tools,
             on_call_tool=self.call_tool,
             get_tool_input_schema=self._input_schema,
+            on_subscriptions_listen=ListenHandler(self.events),
         )
         self.server.middleware = []  # no OpenTelemetry spans unless asked (issue: otel extra)
-        self.server.tools_changed = discovery  # enable_toolset changes a session's list
+        # the list changes: enable_toolset changes a session's; a reload everyone's
+        self.server.tools_changed = True
         self._tool_objects: OrderedDict[str, types.Tool] = OrderedDict()
+        #: the latest request's session of each handshake-era connection, to tell of changes
+        self._sessions: OrderedDict[str, Any] = OrderedDict()
+        self.watcher: Any = None  # runtime.reload.BundleWatcher, set by runtime.cli
+
+    def _seen(self, ctx: Any) -> None:
+        """Remember a session that can be told its tool list changed (stateful ones only)."""
+        key = self._session(ctx)
+        session = getattr(ctx, "session", None)
+        if key is not None and session is not None:
+            self._sessions[key] = session
+            self._sessions.move_to_end(key)
+            while len(self._sessions) > discovery.SESSIONS:
+                self._sessions.popitem(last=False)
+
+    async def replace_bundle(self, bundle: Any) -> None:
+        """Serve a reloaded bundle: calls from now on use it, and every client hears that the
+        tool list changed."""
+        self.gateway.use(bundle)
+        self._tool_objects.clear()
+        if self.discovery is not None:
+            self.discovery = self.discovery.moved_to(bundle)
+        await self.tools_changed()
+
+    async def tools_changed(self) -> None:
+        """`notifications/tools/list_changed` to each known session, and the event on the
+        2026-07-28 listen streams; a session that is gone is forgotten."""
+        await self.events.publish(ToolsListChanged())
+        for key, session in list(self._sessions.items()):
+            try:
+                with anyio.fail_after(5):
+                    await session.send_tool_list_changed()
+            except Exception:  # closed, or never listening: nothing to tell
+                self._sessions.pop(key, None)
 
     def _tool(self, tool: dict[str, Any]) -> types.Tool:
         """The SDK's Tool of a manifest entry, kept for the few most recently listed (a large
@@ -183,6 +223,7 @@ class McpFrontend:
     async def list_tools(self, ctx: Any, params: types.PaginatedRequestParams | None) -> Any:
         """A page of the tools the caller may call: only that page's shards are read. With
         `--discovery`: the meta-tools, then the tools of the toolsets this session enabled."""
+        self._seen(ctx)
         caller = _caller(getattr(ctx, "request", None))
         meta: list[dict[str, Any]] = []
         if self.discovery is None:
@@ -203,6 +244,7 @@ class McpFrontend:
         )
 
     async def call_tool(self, ctx: Any, params: types.CallToolRequestParams) -> Any:
+        self._seen(ctx)
         if self.discovery is not None and params.name in self.discovery.tools:
             return await self._meta_tool(ctx, params.name, params.arguments or {})
         return await self._call(ctx, params.name, params.arguments)
