@@ -89,20 +89,52 @@ def _print_warnings(warnings: Warnings, quiet: bool) -> None:
 
 @main.command()
 @build_options
+@click.option("--watch", is_flag=True,
+              help="Rebuild whenever the sources change (files, etcd:// and grpc:// sources), "
+              "until interrupted.")  # fmt: skip
+@click.option("--interval", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
+              metavar="SECONDS", help="--watch: seconds between looks at the sources.")  # fmt: skip
 @_guarded
-def build(quiet: bool, cache_dir: str | None, no_cache: bool, **options: Any) -> None:
-    """Build SOURCES (.proto files, folders, descriptor sets, registry snapshots) into a bundle."""
+def build(
+    quiet: bool,
+    cache_dir: str | None,
+    no_cache: bool,
+    watch: bool,
+    interval: float,
+    **options: Any,
+) -> None:
+    """Build SOURCES (.proto files, folders, descriptor sets, registry snapshots, and live
+    systems: etcd://HOST:PORT for a go-micro registry, grpc://HOST:PORT for reflection) into a
+    bundle."""
     from mcpgen.build import build as run_build
+    from mcpgen.watch import live_config
+    from mcpgen.watch import watch as watch_sources
 
+    config = _config(**options)
+    cache = _cache(cache_dir, no_cache)
+
+    def once(config: Config, warnings: Warnings) -> None:
+        progress = Progress(enabled=False if quiet else None)  # on a terminal only
+        try:
+            result = run_build(config, warnings, progress, cache)
+        finally:
+            progress.clear()
+        if not quiet:
+            click.echo(result.summary(_shown(result.out)), err=True)
+
+    if watch:
+        click.echo(f"mcpgen: watching the sources every {interval:g} s (Ctrl-C stops)", err=True)
+        try:
+            watch_sources(config, once, lambda line: click.echo(line, err=True), interval)
+        except KeyboardInterrupt:
+            click.echo("mcpgen: stopped watching", err=True)
+        return
     warnings = Warnings()
-    progress = Progress(enabled=False if quiet else None)  # on a terminal only
     try:
-        result = run_build(_config(**options), warnings, progress, _cache(cache_dir, no_cache))
+        with live_config(config, warnings) as built:
+            once(built, warnings)
     finally:
-        progress.clear()
         _print_warnings(warnings, quiet)
-    if not quiet:
-        click.echo(result.summary(_shown(result.out)), err=True)
 
 
 @main.command()
@@ -117,8 +149,11 @@ def check(quiet: bool, cache_dir: str | None, no_cache: bool, **options: Any) ->
 
     warnings = Warnings()
     progress = Progress(enabled=False if quiet else None)
+    from mcpgen.watch import live_config
+
     try:
-        verdict = run_check(_config(**options), warnings, progress, _cache(cache_dir, no_cache))
+        with live_config(_config(**options), warnings) as config:
+            verdict = run_check(config, warnings, progress, _cache(cache_dir, no_cache))
     finally:
         progress.clear()
         _print_warnings(warnings, quiet)

@@ -163,3 +163,19 @@ async def test_http_sessions_hear_of_a_reload(project, library_backend):
         gateway.stop()
     assert {n for n in before - after} == {n for n in before if n.startswith("Types_")}
     assert len(outcomes) > 10 and all(outcomes)
+
+
+async def test_a_2026_client_hears_of_a_reload_on_its_listen_stream(project, library_backend):
+    gateway = HttpGateway(project / "bundle", "--backend", library_backend.target, "--watch")
+    try:
+        async with Client(gateway.url, mode="2026-07-28") as client:
+            before = {t.name for t in (await client.list_tools()).tools}
+            async with client.listen(tools_list_changed=True) as subscription:
+                await anyio.to_thread.run_sync(build, project, "*.Inventory.Reserve")
+                with anyio.fail_after(30):
+                    event = await subscription.__aiter__().__anext__()
+            after = {t.name for t in (await client.list_tools(cache_mode="bypass")).tools}
+    finally:
+        gateway.stop()
+    assert type(event).__name__ == "ToolsListChanged"
+    assert before - after == {"Inventory_Reserve"}
