@@ -119,6 +119,8 @@ def build(
             result = run_build(config, warnings, progress, cache)
         finally:
             progress.clear()
+            _print_warnings(warnings, quiet)
+            warnings.items.clear()  # printed once (the live sources' too, when it fails)
         if not quiet:
             click.echo(result.summary(_shown(result.out)), err=True)
 
@@ -134,7 +136,7 @@ def build(
         with live_config(config, warnings) as built:
             once(built, warnings)
     finally:
-        _print_warnings(warnings, quiet)
+        _print_warnings(warnings, quiet)  # a live source's, when capturing it failed
 
 
 @main.command()

@@ -130,8 +130,6 @@ def watch(
                 except UserError as exc:
                     report("watch: the build failed, the bundle is unchanged:")
                     report(exc.render())
-                for warning in warnings.items:
-                    report(f"warning: {warning}")
                 last = state
             time.sleep(interval)
     finally:

@@ -29,6 +29,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from mcpgen.errors import UserError
 from mcpgen.runtime.auth import AuthError, AuthHook, BearerAuth, JwtVerifier, TokenFile, from_flags
+from mcpgen.runtime.settings import ServerSettings
 from tests.conftest import HttpGateway, free_port, read_tools
 
 pytestmark = pytest.mark.anyio
@@ -487,21 +488,18 @@ async def test_hooks_may_be_async_and_keys_unreachable_is_503(tmp_path, monkeypa
 
 
 def test_flags_warn_and_refuse(caplog, tmp_path, keys):
-    flags = {
-        "tokens": None, "jwt_jwks": None, "jwt_issuer": None, "jwt_audience": None,
-        "auth_hook": None, "resource_url": None, "authorization_servers": (), "host": "0.0.0.0",
-    }  # fmt: skip
+    flags = ServerSettings(host="0.0.0.0")
     with caplog.at_level(logging.WARNING, "mcpgen.runtime.auth"):
         from_flags(flags)
     assert "serving HTTP on 0.0.0.0 without authentication" in caplog.text
     with pytest.raises(UserError, match="describe an authenticated server"):
-        from_flags({**flags, "resource_url": "https://x.example/mcp"})
+        from_flags(flags.replace(resource_url="https://x.example/mcp"))
     jwks = tmp_path / "jwks.json"
     jwks.write_text(json.dumps({"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "h"}]}))
     with pytest.raises(UserError, match="only public-key algorithms"):
-        from_flags({**flags, "jwt_jwks": str(jwks)})
+        from_flags(flags.replace(jwt_jwks=str(jwks)))
     with pytest.raises(UserError, match="not an http"):
-        from_flags({**flags, "auth_hook": "json:loads", "resource_url": "ftp://x.example"})
+        from_flags(flags.replace(auth_hook="json:loads", resource_url="ftp://x.example"))
 
 
 async def test_stdio_is_trusted_without_tokens(library_bundle, library_backend, scope_flags):

@@ -396,3 +396,32 @@ def test_tools_json_is_the_whole_bundle_as_one_document(tmp_path):
     )  # fmt: skip
     assert piped.stdout == '{"tools": ' and "Traceback" not in piped.stderr
     assert "internal error" not in piped.stderr
+
+
+def test_server_settings_default_to_the_flags_defaults(monkeypatch):
+    """One typed object for the server: what no flag gives is what ServerSettings() holds."""
+    import click
+
+    from mcpgen.runtime.cli import server_options
+    from mcpgen.runtime.settings import ServerSettings
+
+    for name in [k for k in os.environ if k.startswith("MCPGEN_")]:
+        monkeypatch.delenv(name)
+    seen = {}
+
+    @click.command()
+    @server_options
+    def command(**flags):
+        seen["settings"] = ServerSettings.from_flags(flags)
+
+    command([], standalone_mode=False)
+    assert seen["settings"] == ServerSettings()
+    command(["--tool-timeout", "A=2.5", "--rate-limit", "5:10", "--scope", "A=x,y",
+             "--forward-header", "Authorization", "--toolset", "t", "--read-only"],
+            standalone_mode=False)  # fmt: skip
+    settings = seen["settings"]
+    assert settings.tool_timeouts == {"A": 2.5}
+    assert (settings.rate_limit.per_second, settings.rate_limit.burst) == (5.0, 10.0)
+    assert settings.scopes == {"A": ("x", "y")}
+    assert settings.forward_headers == ("authorization",)
+    assert settings.selection.toolsets == ("t",) and settings.selection.read_only

@@ -32,6 +32,7 @@ from mcpgen.runtime.grpc_backend import BackendConfig, GrpcBackends
 from mcpgen.runtime.observe import AuditLog, Spans, rfc3339
 from mcpgen.runtime.policy import Policy, PolicyOptions, Rate
 from mcpgen.runtime.server import HttpOptions, McpFrontend, http_app
+from mcpgen.runtime.settings import ServerSettings
 from tests.conftest import HttpGateway
 from tests.test_policy import bearer
 
@@ -410,16 +411,15 @@ async def test_otel_exports_spans_over_otlp_http(monkeypatch, library_bundle, li
 
 def test_otel_without_the_extra_is_a_user_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "opentelemetry.sdk.trace", None)  # as if not installed
-    flags = {"audit_log": None, "metrics": True, "transport": "stdio", "otel": True}
     with pytest.raises(UserError) as error:
-        observe.from_flags(flags)
+        observe.from_flags(ServerSettings(transport="stdio", otel=True))
     assert error.value.hint == "pip install 'mcpgen[otel]'"
 
 
 def test_observers_the_flags_ask_for(tmp_path, monkeypatch):
     def kinds(**flags):
-        defaults = {"audit_log": None, "metrics": True, "transport": "http", "otel": False}
-        return [type(o).__name__ for o in observe.from_flags({**defaults, **flags})]
+        settings = ServerSettings(transport="http").replace(**flags)
+        return [type(o).__name__ for o in observe.from_flags(settings)]
 
     assert kinds() == ["Metrics"]
     assert kinds(metrics=False) == []

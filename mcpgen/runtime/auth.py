@@ -557,27 +557,28 @@ OPTIONS: list[Callable[..., Any]] = [
 ]  # fmt: skip
 
 
-def from_flags(flags: Mapping[str, Any]) -> Authenticator:
-    """The authenticator the server flags ask for; open access when they ask for none."""
-    jwks, issuer, audience = flags["jwt_jwks"], flags["jwt_issuer"], flags["jwt_audience"]
+def from_flags(settings: Any) -> Authenticator:
+    """The authenticator the server's settings (`runtime.settings.ServerSettings`) ask for;
+    open access when they ask for none."""
+    jwks, issuer, audience = settings.jwt_jwks, settings.jwt_issuer, settings.jwt_audience
     if (issuer or audience) and not jwks:
         raise UserError("--jwt-issuer and --jwt-audience need --jwt-jwks (the issuer's keys)")
-    tokens = TokenFile(Path(flags["tokens"])) if flags["tokens"] else None
+    tokens = TokenFile(Path(settings.tokens)) if settings.tokens else None
     verifier = JwtVerifier(jwks, issuer, audience) if jwks else None
-    hook = AuthHook(flags["auth_hook"]) if flags["auth_hook"] else None
-    servers = tuple(_http_url("--authorization-server", s) for s in flags["authorization_servers"])
-    url = _http_url("--resource-url", flags["resource_url"]) if flags["resource_url"] else None
+    hook = AuthHook(settings.auth_hook) if settings.auth_hook else None
+    servers = tuple(_http_url("--authorization-server", s) for s in settings.authorization_servers)
+    url = _http_url("--resource-url", settings.resource_url) if settings.resource_url else None
     if tokens is None and verifier is None and hook is None:
         if url or servers:
             raise UserError(
                 "--resource-url and --authorization-server describe an authenticated server",
                 hint="add --tokens, --jwt-jwks or --auth-hook",
             )
-        if flags.get("host", "127.0.0.1") not in LOOPBACK:
+        if settings.host not in LOOPBACK:
             log.warning(
                 "serving HTTP on %s without authentication: anyone who reaches it may call "
                 "every tool; add --tokens, --jwt-jwks or --auth-hook",
-                flags["host"],
+                settings.host,
             )
         return OpenAccess()
     if not servers and issuer:

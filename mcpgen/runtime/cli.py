@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -26,21 +26,11 @@ from mcpgen.errors import UserError, guarded
 from mcpgen.runtime import auth, observe
 from mcpgen.runtime.limits import DEFAULT_MAX_BODY
 
+if TYPE_CHECKING:
+    from mcpgen.runtime.settings import ServerSettings
+
 DEFAULT_NAME = "mcpgen"
 WORKER_ENV = "_MCPGEN_WORKER"  # the bundle and flags, for the processes of --workers
-
-
-def _pairs(option: str, values: tuple[str, ...], convert: Callable[[str], Any]) -> dict[str, Any]:
-    out = {}
-    for value in values:
-        key, sep, raw = value.partition("=")
-        if not sep or not key:
-            raise UserError(f"{option} {value!r} is not NAME=VALUE")
-        try:
-            out[key] = convert(raw)
-        except ValueError:
-            raise UserError(f"{option} {value!r}: {raw!r} is not a valid value") from None
-    return out
 
 
 def server_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -186,48 +176,32 @@ class ServerIdentity:
         return cls(name, version)
 
 
-def make_frontend(folder: Path, identity: ServerIdentity, flags: dict[str, Any]) -> Any:
-    """The bundle's gateway and its MCP frontend, as the flags configure them (each worker
+def make_frontend(folder: Path, identity: ServerIdentity, settings: ServerSettings) -> Any:
+    """The bundle's gateway and its MCP frontend, as the settings configure them (each worker
     process of `--workers` makes its own)."""
     from mcpgen.runtime.breaker import Breakers
     from mcpgen.runtime.bundle import Bundle
     from mcpgen.runtime.gateway import Gateway, GatewayOptions
-    from mcpgen.runtime.grpc_backend import BackendConfig, GrpcBackends
+    from mcpgen.runtime.grpc_backend import GrpcBackends
     from mcpgen.runtime.mucp_backend import MucpBackends
-    from mcpgen.runtime.policy import Policy, PolicyOptions, Rate, parse_scopes
+    from mcpgen.runtime.policy import Policy, PolicyOptions
     from mcpgen.runtime.reload import BundleWatcher
     from mcpgen.runtime.server import McpFrontend
-    from mcpgen.toolsets import Selection
 
-    selection = Selection(
-        toolsets=tuple(flags["toolsets"]),
-        tools=tuple(flags["tool_globs"]),
-        read_only=flags["read_only"],
-    )
-    bundle = Bundle(folder, selection)
-    config = BackendConfig.parse(
-        flags["backends"],
-        tls=flags["backend_tls"],
-        ca=flags["backend_ca"],
-        cert=flags["backend_cert"],
-        key=flags["backend_key"],
-    )
-    breakers = Breakers(flags["breaker_failures"], flags["breaker_cooldown"])
-    backends = GrpcBackends(config, breakers)
-    micro = MucpBackends(config, breakers)  # --backend users=HOST:PORT replaces the nodes
-    unknown = set(_pairs("--tool-timeout", flags["tool_timeouts"], float)) - bundle.all_names
+    bundle = Bundle(folder, settings.selection)
+    breakers = Breakers(settings.breaker_failures, settings.breaker_cooldown)
+    backends = GrpcBackends(settings.backend, breakers)
+    micro = MucpBackends(settings.backend, breakers)  # --backend users=HOST:PORT: its nodes
+    unknown = set(settings.tool_timeouts) - bundle.all_names
     if unknown:
         raise UserError(f"--tool-timeout names unknown tools: {', '.join(sorted(unknown))}")
-    rate, per_caller = flags["rate_limit"], flags["rate_limit_per_caller"]
     policy = Policy(
         bundle.declared_scopes,
         PolicyOptions(
-            scopes=parse_scopes(flags["scopes"]),
-            rate_limit=Rate.parse(rate, "--rate-limit") if rate else None,
-            rate_limit_per_caller=(
-                Rate.parse(per_caller, "--rate-limit-per-caller") if per_caller else None
-            ),
-            max_concurrency=flags["max_concurrency"],
+            scopes=dict(settings.scopes),
+            rate_limit=settings.rate_limit,
+            rate_limit_per_caller=settings.rate_limit_per_caller,
+            max_concurrency=settings.max_concurrency,
         ),
         known=bundle.all_names,
     )
@@ -235,113 +209,120 @@ def make_frontend(folder: Path, identity: ServerIdentity, flags: dict[str, Any])
         bundle,
         backends,
         GatewayOptions(
-            timeout=flags["timeout"],
-            tool_timeouts=_pairs("--tool-timeout", flags["tool_timeouts"], float),
-            max_stream_messages=flags["max_stream_messages"],
-            forward_headers=tuple(h.lower() for h in flags["forward_headers"]),
-            max_argument_bytes=flags["max_argument_bytes"],
-            max_depth=flags["max_argument_depth"],
+            timeout=settings.timeout,
+            tool_timeouts=dict(settings.tool_timeouts),
+            max_stream_messages=settings.max_stream_messages,
+            forward_headers=settings.forward_headers,
+            max_argument_bytes=settings.max_argument_bytes,
+            max_depth=settings.max_argument_depth,
         ),
         micro=micro,
         policy=policy,
-        observers=observe.from_flags(flags),
+        observers=observe.from_flags(settings),
     )
     frontend = McpFrontend(
         gateway,
         identity.name,
         identity.version,
-        page_size=flags["page_size"],
-        discovery=flags["discovery"],
-        stateless=flags["stateless"],
+        page_size=settings.page_size,
+        discovery=settings.discovery,
+        stateless=settings.stateless,
     )
     watcher = BundleWatcher(
-        folder, lambda: Bundle(folder, selection), frontend.replace_bundle, poll=flags["watch"]
+        folder,
+        lambda: Bundle(folder, settings.selection),
+        frontend.replace_bundle,
+        poll=settings.watch,
     )
     gateway.reload = lambda: watcher.check(forced=True)
     frontend.watcher = watcher  # started by the transport, in its event loop
     return frontend
 
 
-def http_options(flags: dict[str, Any]) -> Any:
+def http_options(settings: ServerSettings) -> Any:
     from mcpgen.runtime.server import HttpOptions
 
     return HttpOptions(
-        host=flags["host"],
-        port=flags["port"],
-        stateless=flags["stateless"],
-        json_response=flags["json_response"],
-        allowed_origins=list(flags["allowed_origins"]),
-        allowed_hosts=list(flags["allowed_hosts"]),
-        authenticator=auth.from_flags(flags),
-        max_body=flags["max_body"],
+        host=settings.host,
+        port=settings.port,
+        stateless=settings.stateless,
+        json_response=settings.json_response,
+        allowed_origins=list(settings.allowed_origins),
+        allowed_hosts=list(settings.allowed_hosts),
+        authenticator=auth.from_flags(settings),
+        max_body=settings.max_body,
     )
 
 
 def run_server(folder: Path, identity: ServerIdentity, **flags: Any) -> None:
     """Load the bundle and serve it until the transport closes (stdio) or a signal (HTTP)."""
-    _configure_logging(flags["log_level"])
-    workers = flags["workers"]
-    if flags["transport"] == "stdio":
-        if workers > 1:
-            raise UserError("--workers serves HTTP; use it with --transport http")
-        frontend = make_frontend(folder, identity, flags)
+    from mcpgen.runtime.settings import ServerSettings
+
+    settings = ServerSettings.from_flags(flags)
+    _configure_logging(settings.log_level)
+    if settings.transport == "stdio":
+        frontend = make_frontend(folder, identity, settings)
         asyncio.run(_serve_stdio(frontend, frontend.gateway))
         return
     import uvicorn
 
-    if workers == 1:
+    if settings.workers == 1:
         # uvicorn re-raises the SIGTERM it shut down on; a graceful stop is a success (exit 0)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        app = _http_app(make_frontend(folder, identity, flags), flags)
-        asyncio.run(uvicorn.Server(uvicorn.Config(app, **_uvicorn_settings(flags))).serve())
-    else:
-        make_frontend(folder, identity, flags)  # bad flags fail here, once, not in each worker
-        http_options(flags)  # and so do bad authentication flags
-        if not flags["stateless"]:
-            logging.getLogger(__name__).warning(
-                "--workers %d implies --stateless: processes share no sessions", workers
-            )
-        spec = {"bundle": str(folder), "name": identity.name, "version": identity.version}
-        spec["flags"] = {**flags, "stateless": True}
-        os.environ[WORKER_ENV] = json.dumps(spec)  # spawned workers inherit the environment
-        shared_metrics = None
-        if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:  # /metrics of any worker sums them all
-            shared_metrics = tempfile.mkdtemp(prefix="mcpgen-metrics-")
-            os.environ["PROMETHEUS_MULTIPROC_DIR"] = shared_metrics
-        try:
-            uvicorn.run(
-                f"{__name__}:worker_app", factory=True, workers=workers, **_uvicorn_settings(flags)
-            )
-        finally:
-            if shared_metrics is not None:
-                shutil.rmtree(shared_metrics, ignore_errors=True)
+        app = _http_app(make_frontend(folder, identity, settings), settings)
+        asyncio.run(uvicorn.Server(uvicorn.Config(app, **_uvicorn_settings(settings))).serve())
+        return
+    make_frontend(folder, identity, settings)  # bad flags fail here, once, not in each worker
+    http_options(settings)  # and so do bad authentication flags
+    if not settings.stateless:
+        logging.getLogger(__name__).warning(
+            "--workers %d implies --stateless: processes share no sessions", settings.workers
+        )
+    spec = {"bundle": str(folder), "name": identity.name, "version": identity.version}
+    spec["flags"] = {**flags, "stateless": True}  # the workers parse the same flags again
+    os.environ[WORKER_ENV] = json.dumps(spec)  # spawned workers inherit the environment
+    shared_metrics = None
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:  # /metrics of any worker sums them all
+        shared_metrics = tempfile.mkdtemp(prefix="mcpgen-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = shared_metrics
+    try:
+        uvicorn.run(
+            f"{__name__}:worker_app",
+            factory=True,
+            workers=settings.workers,
+            **_uvicorn_settings(settings),
+        )
+    finally:
+        if shared_metrics is not None:
+            shutil.rmtree(shared_metrics, ignore_errors=True)
 
 
 def worker_app() -> Any:
     """The app of one `--workers` process: uvicorn calls it in each worker, which builds its
     own gateway from the bundle and flags that `run_server` left in the environment."""
+    from mcpgen.runtime.settings import ServerSettings
+
     spec = json.loads(os.environ[WORKER_ENV])
-    # JSON has no tuples: click gives repeatable flags as tuples, nothing as lists
-    flags = {k: tuple(v) if isinstance(v, list) else v for k, v in spec["flags"].items()}
-    _configure_logging(flags["log_level"])
+    settings = ServerSettings.from_flags(spec["flags"])
+    _configure_logging(settings.log_level)
     identity = ServerIdentity(spec["name"], spec["version"])
-    return _http_app(make_frontend(Path(spec["bundle"]), identity, flags), flags)
+    return _http_app(make_frontend(Path(spec["bundle"]), identity, settings), settings)
 
 
-def _uvicorn_settings(flags: dict[str, Any]) -> dict[str, Any]:
+def _uvicorn_settings(settings: ServerSettings) -> dict[str, Any]:
     """uvicorn's settings; on SIGTERM/SIGINT it stops accepting, lets in-flight requests finish
     for up to --shutdown-grace seconds, then runs the lifespan shutdown (`Lifecycle`)."""
     return {
-        "host": flags["host"],
-        "port": flags["port"],
+        "host": settings.host,
+        "port": settings.port,
         "log_level": "warning",
         "lifespan": "on",
         "loop": "asyncio",  # grpc.aio's loop, with or without uvloop installed
-        "timeout_graceful_shutdown": flags["shutdown_grace"],
+        "timeout_graceful_shutdown": settings.shutdown_grace,
     }
 
 
-def _http_app(frontend: Any, flags: dict[str, Any]) -> Any:
+def _http_app(frontend: Any, settings: ServerSettings) -> Any:
     """The HTTP app, which closes the gateway once the MCP session manager has stopped."""
     from mcpgen.runtime.limits import Lifecycle
     from mcpgen.runtime.server import http_app
@@ -350,7 +331,8 @@ def _http_app(frontend: Any, flags: dict[str, Any]) -> Any:
         await frontend.watcher.stop()
         await frontend.gateway.close()
 
-    return Lifecycle(http_app(frontend, http_options(flags)), close, start=frontend.watcher.start)
+    app = http_app(frontend, http_options(settings))
+    return Lifecycle(app, close, start=frontend.watcher.start)
 
 
 def _configure_logging(level: str) -> None:

@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -54,8 +54,8 @@ OPTIONS: list[Callable[..., Any]] = [
 ]  # fmt: skip
 
 
-def from_flags(flags: Mapping[str, Any]) -> list[Observer]:
-    """The observers the server flags ask for.
+def from_flags(settings: Any) -> list[Observer]:
+    """The observers the server's settings (`runtime.settings.ServerSettings`) ask for.
 
     Spans also without `--otel` when a tracer provider is already set up (for example by
     `opentelemetry-instrument` from the `OTEL_*` variables): the gateway then joins its traces.
@@ -63,11 +63,11 @@ def from_flags(flags: Mapping[str, Any]) -> list[Observer]:
     for name in PAYLOAD_LOGGERS:  # no secret ever logged, even at --log-level debug
         logging.getLogger(name).setLevel(max(logging.INFO, logging.getLogger().level))
     observers: list[Observer] = []
-    if flags["audit_log"]:
-        observers.append(AuditLog.open(flags["audit_log"], flags["transport"]))
-    if flags["metrics"] and flags["transport"] == "http":  # nothing serves /metrics on stdio
+    if settings.audit_log:
+        observers.append(AuditLog.open(settings.audit_log, settings.transport))
+    if settings.metrics and settings.transport == "http":  # nothing serves /metrics on stdio
         observers.append(Metrics())
-    if flags["otel"]:
+    if settings.otel:
         observers.append(Spans(otlp_provider()))
     elif not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
         observers.append(Spans())
