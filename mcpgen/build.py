@@ -35,6 +35,7 @@ from mcpgen.contract import (
     INDEX,
     MANIFEST_VERSION,
     SERVER,
+    SERVER_JSON,
     BundleWriter,
     DescriptorEntry,
     Index,
@@ -48,7 +49,13 @@ from mcpgen.contract import (
     shard_stems,
     write_file,
 )
-from mcpgen.emit import catalog_index, descriptor_shard, server_module, shard_files
+from mcpgen.emit import (
+    catalog_index,
+    descriptor_shard,
+    server_json,
+    server_module,
+    shard_files,
+)
 from mcpgen.errors import UserError, Warnings
 from mcpgen.model import Catalog, GoMicroBinding, Service
 from mcpgen.progress import Progress
@@ -189,6 +196,21 @@ def build(
         entries = [(j.name, j.files.docs, len(j.tools)) for j in jobs]
         writer.write(CATALOG, [catalog_index(entries)])
         writer.write(SERVER, [server_module(config.server_name, config.server_version)])
+        described = config.server_description or _description(jobs)
+        writer.write(
+            SERVER_JSON,
+            [
+                server_json(
+                    config.server_name,
+                    config.server_version or __version__,
+                    described,
+                    config.server_title,
+                    config.website_url,
+                    config.remote_url,
+                    config.package,
+                )
+            ],
+        )
         shards = {j.name: _shard_entry(j, o) for j, o in zip(jobs, outcomes, strict=True)}
         methods = {tool: m for e in shards.values() for tool, m in e.methods.items()}
         index = Index(
@@ -225,6 +247,12 @@ def build(
         seconds=time.perf_counter() - started,
         warnings=warnings,
     )
+
+
+def _description(jobs: list[ShardJob]) -> str:
+    """server.json's description when the config gives none (the registry allows 100 chars)."""
+    tools = sum(len(j.tools) for j in jobs)
+    return f"{tools} tools of {len(jobs)} package(s), forwarded to their gRPC and go-micro services"
 
 
 def _shard_entry(job: ShardJob, outcome: ShardOutcome) -> ShardEntry:

@@ -48,6 +48,12 @@ class Config:
     portable_max_nodes: int = 2000
     server_name: str = "mcpgen"  # serverInfo.name of the generated server
     server_version: str | None = None  # default: mcpgen's version + a digest of the manifest
+    # server.json (the MCP Registry's format) and serverInfo: what the server says it is
+    server_title: str | None = None
+    server_description: str | None = None  # at most 100 characters (the registry's limit)
+    website_url: str | None = None
+    remote_url: str | None = None  # where the server is served over Streamable HTTP
+    package: dict[str, str] = field(default_factory=dict)  # registry, identifier, version
     file: str | None = None  # the config file read, for messages
 
 
@@ -94,7 +100,28 @@ _KEYS: dict[str, tuple[Any, str]] = {
     ),
     "server_name": (lambda v: isinstance(v, str) and v.strip() != "", "a non-empty string"),
     "server_version": (lambda v: isinstance(v, str) and v.strip() != "", "a non-empty string"),
+    "server_title": (lambda v: isinstance(v, str) and v.strip() != "", "a non-empty string"),
+    "server_description": (
+        lambda v: isinstance(v, str) and 0 < len(v.strip()) <= 100,
+        "a string of 1 to 100 characters (the MCP Registry's limit)",
+    ),
+    "website_url": (lambda v: isinstance(v, str) and _http_url(v), "an http(s) URL"),
+    "remote_url": (lambda v: isinstance(v, str) and _http_url(v), "an http(s) URL"),
+    "package": (
+        lambda v: (
+            isinstance(v, dict)
+            and set(v) <= {"registry", "identifier", "version", "runtime_hint"}
+            and {"registry", "identifier", "version"} <= set(v)
+            and all(isinstance(x, str) and x.strip() for x in v.values())
+        ),
+        'a table { registry = "pypi" | "oci" | "npm" | ..., identifier = "...", '
+        'version = "1.2.0" } (runtime_hint optional)',
+    ),
 }
+
+
+def _http_url(value: str) -> bool:
+    return value.startswith(("https://", "http://")) and len(value) > len("https://")
 
 
 def _line_of(text: str, key: str) -> int | None:

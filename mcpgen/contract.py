@@ -6,6 +6,7 @@ change to one package rewrites only that package's files and the index lines abo
 
     manifest.json              the index (this module's `Index`)
     server.py                  the generated server
+    server.json                the server as the MCP Registry describes servers
     TOOLS.md                   the catalog's index: a line per package
     tools/<shard>.json         {"package", "tools": [MCP Tool objects], "routes": {name: route}}
     docs/<shard>.md            the package's catalog for reviewers
@@ -40,6 +41,7 @@ from mcpgen.errors import UserError
 MANIFEST_VERSION = 2
 INDEX = "manifest.json"
 SERVER = "server.py"
+SERVER_JSON = "server.json"  # the MCP Registry's description of the server
 CATALOG = "TOOLS.md"
 TOOLS_DIR, DOCS_DIR, MODELS_DIR, DESCRIPTORS_DIR = "tools", "docs", "models", "descriptors"
 SEARCH_DIR = "search"

@@ -64,6 +64,55 @@ def server_module(name: str, version: str | None) -> bytes:
     return render("server.py.j2", server_name=name, version=version, generator=__version__).encode()
 
 
+#: The MCP Registry's server.json schema this file follows.
+SERVER_SCHEMA = "https://static.modelcontextprotocol.io/schemas/2025-12-11/server.schema.json"
+#: What a client sets to run the server from its package (server.json `environmentVariables`).
+SERVER_VARIABLES = (
+    ("MCPGEN_BACKEND", "Where the services live: TARGET, or SERVICE=TARGET per service "
+     "(whitespace-separated)", False),
+    ("MCPGEN_TOOLSET", "Serve only these toolsets (whitespace-separated)", False),
+    ("MCPGEN_READ_ONLY", "Set to 1 to serve only read-only tools", False),
+    ("MCPGEN_DISCOVERY", "Set to 1 to list search and call meta-tools instead of every tool",
+     False),
+)  # fmt: skip
+
+
+def server_json(
+    name: str,
+    version: str,
+    description: str,
+    title: str | None = None,
+    website_url: str | None = None,
+    remote_url: str | None = None,
+    package: dict[str, str] | None = None,
+) -> bytes:
+    """server.json in the MCP Registry's format: who the server is, the package that runs it
+    over stdio with its environment variables, and its Streamable HTTP remote."""
+    document: dict = {"$schema": SERVER_SCHEMA, "name": name}
+    if title:
+        document["title"] = title
+    document |= {"description": description, "version": version}
+    if website_url:
+        document["websiteUrl"] = website_url
+    if package:
+        entry: dict = {
+            "registryType": package["registry"],
+            "identifier": package["identifier"],
+            "version": package["version"],
+        }
+        if package.get("runtime_hint"):
+            entry["runtimeHint"] = package["runtime_hint"]
+        entry["transport"] = {"type": "stdio"}
+        entry["environmentVariables"] = [
+            {"name": n, "description": d, "isRequired": r, "isSecret": False}
+            for n, d, r in SERVER_VARIABLES
+        ]
+        document["packages"] = [entry]
+    if remote_url:
+        document["remotes"] = [{"type": "streamable-http", "url": remote_url}]
+    return to_json(document)
+
+
 def catalog_index(entries: list[tuple[str, str, int]]) -> bytes:
     """TOOLS.md: a line per package, linking to its catalog."""
     return index_markdown(entries, f"mcpgen {__version__}")

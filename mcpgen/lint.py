@@ -20,7 +20,7 @@ from typing import Any
 import click
 
 from mcpgen.contract import CLIENT_PROFILES, BundleView, open_bundle
-from mcpgen.errors import guarded
+from mcpgen.errors import UserError, guarded
 
 ALL = "all"
 ERROR, WARNING = "error", "warning"
@@ -282,6 +282,69 @@ def lint_bundle(view: BundleView, profile: str, server: str) -> list[Violation]:
     return found
 
 
+REGISTRY = "mcp-registry"  # the profile name of server.json's checks
+_REGISTRY_NAME = re.compile(r"^[a-zA-Z0-9.-]+/[a-zA-Z0-9._-]+$")
+_VERSION_RANGE = re.compile(r"^[\^~<>=]|[\s*]|(^|\.)[xX](\.|$)|\|\|")
+
+
+def registry_violations(view: BundleView, identity: Any) -> list[Violation]:
+    """server.json against the MCP Registry's rules for server.json (the published schema's
+    constraints, checked here offline), and against the identity server.py gives."""
+    from mcpgen.contract import SERVER_JSON
+
+    def problem(path: str, message: str, severity: str = ERROR) -> Violation:
+        return Violation(REGISTRY, None, f"{SERVER_JSON}#{path}", message, severity)
+
+    try:
+        document = json.loads(view.read(SERVER_JSON))
+    except UserError:
+        return [problem("", "the bundle has no server.json; rebuild it with `mcpgen build`",
+                        WARNING)]  # fmt: skip
+    except ValueError as exc:
+        return [problem("", f"not JSON: {exc}")]
+    if not isinstance(document, dict):
+        return [problem("", "must be a JSON object")]
+    found: list[Violation] = []
+    for key in ("name", "description", "version"):
+        if not isinstance(document.get(key), str) or not document[key]:
+            found.append(problem(f"/{key}", f"`{key}` is required (a non-empty string)"))
+    name, version = document.get("name"), document.get("version")
+    publishing = bool(document.get("packages") or document.get("remotes"))
+    valid_name = isinstance(name, str) and _REGISTRY_NAME.match(name) and 3 <= len(name) <= 200
+    if publishing and isinstance(name, str) and not valid_name:  # says where it is published
+        found.append(problem("/name", f"{name!r} is not a registry name: the MCP Registry "
+                             "takes reverse-DNS names with one slash (io.github.you/library); "
+                             "set server_name in the config to publish it", WARNING))  # fmt: skip
+    description = document.get("description")
+    if isinstance(description, str) and len(description) > 100:
+        found.append(problem("/description", "at most 100 characters"))
+    if isinstance(version, str) and (version == "latest" or _VERSION_RANGE.search(version)):
+        found.append(problem("/version", f"{version!r}: a specific version, not a range"))
+    for i, package in enumerate(document.get("packages") or []):
+        where = f"/packages/{i}"
+        for key in ("registryType", "identifier", "version", "transport"):
+            if key not in package:
+                found.append(problem(f"{where}/{key}", f"`{key}` is required"))
+        pv = package.get("version")
+        if isinstance(pv, str) and (pv == "latest" or _VERSION_RANGE.search(pv)):
+            found.append(problem(f"{where}/version", f"{pv!r}: a specific version, not a range"))
+        kind = (package.get("transport") or {}).get("type")
+        if kind not in ("stdio", "streamable-http", "sse"):
+            found.append(problem(f"{where}/transport/type", f"{kind!r} is not a transport"))
+    for i, remote in enumerate(document.get("remotes") or []):
+        if remote.get("type") not in ("streamable-http", "sse"):
+            found.append(problem(f"/remotes/{i}/type", "streamable-http or sse"))
+        url = remote.get("url")
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            found.append(problem(f"/remotes/{i}/url", "an http(s) URL"))
+    if isinstance(name, str) and name != identity.name:
+        found.append(problem("/name", f"{name!r}, but server.py serves as {identity.name!r}"))
+    if isinstance(version, str) and identity.version.split("+")[0] != version:
+        found.append(problem("/version", f"{version!r}, but server.py serves version "
+                             f"{identity.version!r}"))  # fmt: skip
+    return found
+
+
 @click.command("lint")
 @click.argument("bundle", default="mcp_bundle", type=click.Path(path_type=Path))
 @click.option(
@@ -318,8 +381,10 @@ def command(
     built_for = view.index.profile
     chosen = list(profiles) or ([built_for] if built_for in RULES else [ALL])
     names = list(CLIENT_PROFILES) if ALL in chosen else list(dict.fromkeys(chosen))
-    server = server_name or ServerIdentity.of_bundle(folder).name
+    identity = ServerIdentity.of_bundle(Path(folder))
+    server = server_name or identity.name
     found = [v for p in names for v in lint_bundle(view, p, server)]
+    found += registry_violations(view, identity)
     errors = sum(v.severity == ERROR for v in found)
     if output_format == "json":
         document = {

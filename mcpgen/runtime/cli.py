@@ -144,12 +144,19 @@ def server_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 @dataclass(frozen=True, slots=True)
 class ServerIdentity:
+    """What the server says it is (serverInfo; at 2026-07-28 also on every result's `_meta`):
+    server.py's name and version, and server.json's title, description and website."""
+
     name: str
     version: str
+    title: str | None = None
+    description: str | None = None
+    website_url: str | None = None
 
     @classmethod
     def of_bundle(cls, folder: Path) -> ServerIdentity:
-        """The name and version the build wrote into server.py (read as data, never run)."""
+        """The name and version the build wrote into server.py (read as data, never run), and
+        what server.json adds."""
         values: dict[str, str | None] = {"SERVER_NAME": DEFAULT_NAME, "SERVER_VERSION": None}
         try:
             tree = ast.parse((folder / "server.py").read_text(encoding="utf-8"))
@@ -166,14 +173,22 @@ class ServerIdentity:
 
     @classmethod
     def resolved(cls, name: str, version: str | None, folder: Path) -> ServerIdentity:
-        """A server.py without a fixed version names its bundle by a digest of the index."""
+        """A server.py without a fixed version names its bundle by a digest of the index;
+        server.json adds the title, description and website."""
         if version is None:
             from mcpgen import __version__
             from mcpgen.contract import INDEX, file_digest
 
             found = file_digest(folder / INDEX) or "sha256:unknown"
             version = f"{__version__}+{found.removeprefix('sha256:')[:12]}"
-        return cls(name, version)
+        try:
+            described = json.loads((folder / "server.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            described = {}
+        texts = described if isinstance(described, dict) else {}
+        texts = {k: v for k, v in texts.items() if isinstance(v, str)}
+        return cls(name, version, texts.get("title"), texts.get("description"),
+                   texts.get("websiteUrl"))  # fmt: skip
 
 
 def make_frontend(folder: Path, identity: ServerIdentity, settings: ServerSettings) -> Any:
@@ -224,6 +239,7 @@ def make_frontend(folder: Path, identity: ServerIdentity, settings: ServerSettin
         gateway,
         identity.name,
         identity.version,
+        identity=identity,
         page_size=settings.page_size,
         discovery=settings.discovery,
         stateless=settings.stateless,

@@ -137,7 +137,10 @@ class McpFrontend:
         page_size: int = 100,
         discovery: bool = False,
         stateless: bool = False,
+        identity: Any = None,
     ) -> None:
+        """`identity` (runtime.cli.ServerIdentity) adds title, description and website to
+        serverInfo."""
         self.gateway = gateway
         self.page_size = page_size
         #: `--discovery`: meta-tools instead of the catalog (`mcpgen.runtime.discovery`)
@@ -150,6 +153,9 @@ class McpFrontend:
         self.server: Server[Any] = _Server(
             name,
             version=version,
+            title=getattr(identity, "title", None),
+            description=getattr(identity, "description", None),
+            website_url=getattr(identity, "website_url", None),
             on_list_tools=self.list_tools,
             on_call_tool=self.call_tool,
             get_tool_input_schema=self._input_schema,
