@@ -102,6 +102,61 @@ def test_inspector_lists_and_calls(transport, npm_tools, library_bundle, library
             gateway.stop()
 
 
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+def test_inspector_sees_only_the_selection_and_discovers_the_rest(
+    transport, npm_tools, library_bundle, library_backend, tmp_path
+):
+    """`--toolset NAME --read-only` and `--discovery`, as the Inspector CLI sees them."""
+
+    def target_of(*flags: str) -> tuple[list[str], HttpGateway | None]:
+        if transport == "stdio":
+            command = [sys.executable, str(library_bundle / "server.py")]
+            return [*command, "--backend", library_backend.target, *flags, "--"], None
+        gateway = HttpGateway(library_bundle, "--backend", library_backend.target, *flags)
+        return http_target(gateway.url), gateway
+
+    target, gateway = target_of("--toolset", "acme.library.v1", "--read-only")
+    try:
+        code, listed = run_inspector(npm_tools, tmp_path, target, "--method", "tools/list")
+        assert code == 0
+        names = [tool["name"] for tool in listed["result"]["tools"]]
+        assert names == ["Library_GetBook", "Library_ListBooks"]
+        done = subprocess.run(
+            npm_tools.inspector(*target, "--method", "tools/call", "--tool-name",
+                                "Library_CreateBook", "--tool-args-json", "{}", "--format", "json"),
+            capture_output=True, text=True, timeout=120, env=npm_tools.env(tmp_path),
+        )  # fmt: skip
+        assert done.returncode != 0  # not listed, so the Inspector does not find it
+        assert "'Library_CreateBook' not found" in done.stderr
+    finally:
+        if gateway is not None:
+            gateway.stop()
+
+    target, gateway = target_of("--discovery")
+    try:
+        code, listed = run_inspector(npm_tools, tmp_path, target, "--method", "tools/list")
+        names = [tool["name"] for tool in listed["result"]["tools"]]
+        assert code == 0 and names == ["search_tools", "describe_tool", "call_tool",
+                                       "enable_toolset"]  # fmt: skip
+        code, found = run_inspector(
+            npm_tools, tmp_path, target, "--method", "tools/call", "--tool-name",
+            "search_tools", "--tool-args-json", json.dumps({"query": "create a book"}),
+        )  # fmt: skip
+        assert code == 0
+        assert found["result"]["structuredContent"]["results"][0]["name"] == "Library_CreateBook"
+        book = {"parent": "shelves/9", "book": {"title": "Beloved"}}
+        arguments = {"name": "Library_CreateBook", "arguments": book}
+        code, called = run_inspector(
+            npm_tools, tmp_path, target, "--method", "tools/call", "--tool-name",
+            "call_tool", "--tool-args-json", json.dumps(arguments),
+        )  # fmt: skip
+        assert code == 0 and called["result"]["structuredContent"]["title"] == "Beloved"
+        assert library_backend.calls("CreateBook")[-1].request.parent == "shelves/9"
+    finally:
+        if gateway is not None:
+            gateway.stop()
+
+
 def test_inspector_sees_unknown_tool(npm_tools, library_bundle, library_backend, tmp_path):
     target = stdio_target(library_bundle, library_backend.target)
     done = subprocess.run(
