@@ -12,14 +12,19 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY mcpgen ./mcpgen
 COPY templates ./templates
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+COPY deploy/serve-requirements.txt ./
+# only what serving needs: no protoc, templates or models generator (deploy/serve-requirements.txt)
+RUN pip wheel --no-cache-dir --wheel-dir /wheels -r serve-requirements.txt \
+    && pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 FROM python:3.12-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    pip install --no-cache-dir --no-index --find-links=/wheels mcpgen \
+    --mount=type=bind,from=build,source=/src/serve-requirements.txt,target=/serve-requirements.txt \
+    pip install --no-cache-dir --no-index --find-links=/wheels -r /serve-requirements.txt \
+    && pip install --no-cache-dir --no-index --find-links=/wheels --no-deps mcpgen \
     && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin mcpgen \
     && mkdir /bundle
 # a numeric user, so that Kubernetes' runAsNonRoot can verify it

@@ -371,3 +371,69 @@ def test_kubernetes_manifests_match_the_container():
     assert listed == sorted(
         p.name for p in (ROOT / "deploy").glob("*.yaml") if p.stem != "kustomization"
     )
+
+
+# ---- what the container installs -------------------------------------------------------------
+
+#: mcpgen's dependencies that only building needs (protoc, templates, models, snapshots).
+BUILD_ONLY = {"grpcio-tools", "jinja2", "datamodel-code-generator", "ruff", "grpcio-reflection"}
+
+
+def _requirements(lines: list[str]) -> dict[str, str]:
+    from packaging.requirements import Requirement
+
+    found = {}
+    for line in lines:
+        text = line.split("#", 1)[0].strip()
+        if text:
+            requirement = Requirement(text)
+            found[requirement.name.lower()] = str(requirement)
+    return found
+
+
+def test_serve_requirements_are_the_dependencies_without_the_build():
+    import tomllib
+
+    declared = _requirements(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+                             ["dependencies"])  # fmt: skip
+    serving = _requirements((ROOT / "deploy" / "serve-requirements.txt").read_text().splitlines())
+    assert serving == {k: v for k, v in declared.items() if k not in BUILD_ONLY}
+    assert set(declared) >= BUILD_ONLY
+    assert "serve-requirements.txt" in (ROOT / "Dockerfile").read_text()
+
+
+async def test_a_server_with_only_the_serving_dependencies(
+    tmp_path, library_bundle, library_backend
+):
+    """A virtualenv with nothing but deploy/serve-requirements.txt and mcpgen (--no-deps), as
+    the container has: the server starts, lists and calls."""
+    from mcp import StdioServerParameters
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [
+        str(venv / "bin" / "python"),
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--disable-pip-version-check",
+    ]
+    requirements = str(ROOT / "deploy" / "serve-requirements.txt")
+    subprocess.run([*pip, "-r", requirements], check=True, capture_output=True, timeout=900)
+    subprocess.run([*pip, "--no-deps", str(ROOT)], check=True, capture_output=True, timeout=900)
+    installed = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "list", "--format=json"],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    names = {p["name"].lower() for p in json.loads(installed)}
+    assert not names & BUILD_ONLY
+    params = StdioServerParameters(
+        command=str(venv / "bin" / "python"),
+        args=[str(library_bundle / "server.py"), "--backend", library_backend.target],
+        cwd=str(tmp_path),  # not the checkout: the installed mcpgen serves
+    )
+    async with Client(params, mode="legacy") as client:
+        tools = (await client.list_tools()).tools
+        result = await client.call_tool("Library_ListBooks", {"parent": "shelves/1"})
+    assert len(tools) == 21 and not result.is_error
