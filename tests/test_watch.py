@@ -17,13 +17,15 @@ from pathlib import Path
 import anyio
 import mcp_types as types
 import pytest
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 from mcp import Client, StdioServerParameters
 
-from tests.conftest import PROTOS, ROOT
+from tests.conftest import PROTOS, ROOT, run_mcpgen
 from tests.test_snapshot_etcd import DEFAULT_PREFIX, Etcd, _b64, endpoint, etcd, node
+from tests.test_snapshot_reflection import V1, V1ALPHA, _pool, fixture_set, serve
 
 pytestmark = pytest.mark.anyio
-__all__ = ["etcd"]  # the fixture, used below
+__all__ = ["etcd", "fixture_set", "serve"]  # the fixtures, used below
 
 
 @pytest.fixture
@@ -146,3 +148,32 @@ def test_file_edits_rebuild_and_a_broken_edit_keeps_the_bundle(tmp_path, stop_al
     assert "the build failed, the bundle is unchanged" in err
     assert "library.proto" in err
     assert "Traceback" not in err
+
+
+class Deploying(reflection.ReflectionServicer):
+    """Server reflection whose services change, as a server's do from one deploy to the next."""
+
+    def __init__(self, names: list[str], pool: object) -> None:
+        super().__init__(names, pool=pool)
+        self.names = list(names)
+
+    def _list_services(self, request: object) -> object:
+        return reflection_pb2.ServerReflectionResponse(
+            list_services_response=reflection_pb2.ListServiceResponse(
+                service=[reflection_pb2.ServiceResponse(name=n) for n in sorted(self.names)]
+            ),
+            original_request=request,
+        )
+
+
+def test_a_reflection_source_is_read_again_and_rebuilt(fixture_set, serve, tmp_path, stop_all):
+    servicer = Deploying(["acme.users.v1.Users", V1ALPHA, V1], _pool(fixture_set))
+    server = serve(servicer=servicer)
+    bundle = tmp_path / "bundle"
+    once = run_mcpgen("build", server.source, "-o", str(bundle), "--no-models", cwd=tmp_path)
+    assert once.returncode == 0, once.stderr  # a live source without --watch: built once
+    assert tool_names(bundle) == {"Users_GetUser"}
+    stop_all.append(watcher(server.source, "-o", str(bundle), "--no-models", cwd=tmp_path))
+    servicer.names.append("acme.legacy.v1.Inventory")  # the next deploy serves one more
+    wait_for(lambda: "Inventory_Lookup" in tool_names(bundle), "the rebuild")
+    assert "Users_GetUser" in tool_names(bundle)
