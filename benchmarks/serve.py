@@ -8,8 +8,9 @@ run:
              (VmRSS after the first page, VmHWM = its peak), served whole and with one toolset
   search     recall@5 of the intended tool on queries made from 500 sampled tools (their
              title's words and their service's name), and the latency of `search_tools` in the
-             server process (p50, p99) at the bundle's size; then the same queries end to end
-             through `--discovery` over stdio for a slice of them (round trip, p50)
+             server process (p50, p99) at the bundle's size; then 100 of them end to end
+             through `--discovery` over stdio: search, describe the intended tool, and call it
+             (its required arguments filled in) against a gRPC server answering every method
 
     python benchmarks/serve.py --googleapis /work/corpus/package
     python benchmarks/serve.py --bundle /tmp/ga --toolset google.cloud.aiplatform.v1
@@ -33,6 +34,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+import grpc  # noqa: E402
 from mcp import Client, StdioServerParameters  # noqa: E402
 
 MB = 1024 * 1024
@@ -138,21 +140,91 @@ def search_quality(bundle_folder: Path, sample: list[tuple[str, str]]) -> dict[s
             "index_build_s": round(built, 2)}  # fmt: skip
 
 
+def filled(schema: dict[str, Any], depth: int = 0) -> Any:
+    """The least a model would send: every required property, with a plain value of its type
+    (what an LLM does with a schema; here only to reach the backend)."""
+    kinds = schema.get("type")
+    kind = kinds[0] if isinstance(kinds, list) else kinds
+    if "enum" in schema:
+        return schema["enum"][0]
+    if kind == "object" or "properties" in schema:
+        properties = schema.get("properties", {})
+        return {name: filled(properties.get(name, {}), depth + 1)
+                for name in schema.get("required", []) if depth < 8}  # fmt: skip
+    if kind == "array":
+        return []
+    if kind in ("integer", "number"):
+        return 0
+    if kind == "boolean":
+        return False
+    for options in (schema.get("anyOf"), schema.get("oneOf")):
+        if options:
+            return filled(options[0], depth + 1)
+    return "x"
+
+
+class AnyMethod(grpc.GenericRpcHandler):
+    """A real gRPC server that answers every method of every service with an empty message
+    (valid for any message type): the backend for calls through `--discovery`."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def service(self, details: Any) -> Any:
+        def answer(request: bytes, context: Any) -> bytes:
+            self.calls += 1
+            return b""
+
+        return grpc.unary_unary_rpc_method_handler(answer)
+
+
 async def end_to_end(bundle: Path, sample: list[tuple[str, str]]) -> dict[str, Any]:
+    """Through `--discovery` over stdio, as a 40-tool client would: search with each query,
+    describe the hit, and call it with its required arguments filled in (`filled`) against a
+    backend that answers anything."""
+    from concurrent import futures
+
+    backend = AnyMethod()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    server.add_generic_rpc_handlers([backend])
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
     params = StdioServerParameters(
-        command=sys.executable, args=[str(bundle / "server.py"), "--discovery"]
+        command=sys.executable,
+        args=[str(bundle / "server.py"), "--discovery", "--backend", f"127.0.0.1:{port}"],
     )
-    async with Client(params, mode="legacy") as client:
-        t = time.perf_counter()
-        await client.call_tool("search_tools", {"query": sample[0][0], "limit": 5})
-        first = time.perf_counter() - t
-        times = []
-        for query, _ in sample[1:101]:
+    outcomes = {"answered": 0, "refused_arguments": 0, "other": 0, "not_found": 0}
+    try:
+        async with Client(params, mode="legacy") as client:
             t = time.perf_counter()
-            await client.call_tool("search_tools", {"query": query, "limit": 5})
-            times.append((time.perf_counter() - t) * 1000)
-    return {"first_search_s": round(first, 2), "round_trip_p50_ms":
-            round(statistics.median(times), 2)}  # fmt: skip
+            await client.call_tool("search_tools", {"query": sample[0][0], "limit": 5})
+            first = time.perf_counter() - t
+            times = []
+            for query, wanted in sample[1:101]:
+                t = time.perf_counter()
+                found = await client.call_tool("search_tools", {"query": query, "limit": 5})
+                times.append((time.perf_counter() - t) * 1000)
+                names = [r["name"] for r in found.structured_content["results"]]
+                if wanted not in names:
+                    outcomes["not_found"] += 1
+                    continue
+                described = await client.call_tool("describe_tool", {"name": wanted})
+                arguments = filled(described.structured_content["inputSchema"])
+                called = await client.call_tool(
+                    "call_tool", {"name": wanted, "arguments": arguments}
+                )
+                text = called.content[0].text if called.content else ""
+                if not called.is_error:
+                    outcomes["answered"] += 1
+                elif text.startswith("Invalid arguments"):
+                    outcomes["refused_arguments"] += 1  # a value `filled` got wrong
+                else:
+                    outcomes["other"] += 1
+    finally:
+        server.stop(None)
+    return {"first_search_s": round(first, 2),
+            "round_trip_p50_ms": round(statistics.median(times), 2),
+            "calls_through_discovery": outcomes, "backend_calls": backend.calls}  # fmt: skip
 
 
 async def main() -> None:
@@ -161,17 +233,27 @@ async def main() -> None:
     parser.add_argument("--bundle", type=Path, help="a built bundle (instead of --googleapis)")
     parser.add_argument("--toolset", default="google.cloud.aiplatform.v1",
                         help="the one toolset served (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="start-time rounds; medians reported (%(default)s)")  # fmt: skip
     args = parser.parse_args()
     if args.bundle is None:
         if args.googleapis is None:
             parser.error("give --bundle or --googleapis")
         args.bundle = Path(tempfile.mkdtemp(prefix="mcpgen-serve-")) / "bundle"
         build(args.googleapis, args.bundle)
-    rows = {
-        "minimal-sdk-server": await start(None),
-        "whole": await start(args.bundle),
-        "toolset": await start(args.bundle, "--toolset", args.toolset),
-        "discovery": await start(args.bundle, "--discovery"),
+    scenarios = {
+        "minimal-sdk-server": (None,),
+        "whole": (args.bundle,),
+        "toolset": (args.bundle, "--toolset", args.toolset),
+        "discovery": (args.bundle, "--discovery"),
+    }
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in scenarios}
+    for _ in range(args.rounds):  # interleaved: load on the machine hits every scenario
+        for name, spec in scenarios.items():
+            runs[name].append(await start(*spec))
+    rows: dict[str, dict[str, Any]] = {
+        name: {key: statistics.median(r[key] for r in found) for key in found[0]}
+        for name, found in runs.items()
     }
     sample = queries(args.bundle)
     rows["search"] = search_quality(args.bundle, sample)

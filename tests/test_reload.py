@@ -82,6 +82,26 @@ async def keep_calling(client: Client, stop: anyio.Event, outcomes: list[bool]) 
         outcomes.append(not result.is_error)
 
 
+async def rebuild_under_calls(
+    client: Client, changes: Changes, project: Path, exclude: str
+) -> tuple[set[str], set[str], list[bool]]:
+    """Rebuild the bundle without the tools `exclude` matches while four callers keep calling,
+    until the server says its list changed and a little after; the tool names before and
+    after, and whether each call succeeded."""
+    before = {t.name for t in (await client.list_tools()).tools}
+    stop, outcomes = anyio.Event(), []
+    async with anyio.create_task_group() as calls:
+        for _ in range(4):
+            calls.start_soon(keep_calling, client, stop, outcomes)
+        await anyio.sleep(0.3)
+        await anyio.to_thread.run_sync(build, project, exclude)
+        await changes.next()
+        await anyio.sleep(0.3)  # calls go on against the new bundle
+        stop.set()
+    after = {t.name for t in (await client.list_tools()).tools}
+    return before, after, outcomes
+
+
 def stdio(project: Path, backend, marker: str, *flags: str) -> StdioServerParameters:
     return StdioServerParameters(
         command=sys.executable,
@@ -94,17 +114,9 @@ async def test_a_rebuild_under_concurrent_calls_is_served_and_announced(project,
     changes = Changes()
     params = stdio(project, library_backend, "watch", "--watch")
     async with Client(params, mode="legacy", message_handler=changes) as client:
-        before = {t.name for t in (await client.list_tools()).tools}
-        stop, outcomes = anyio.Event(), []
-        async with anyio.create_task_group() as calls:
-            for _ in range(4):
-                calls.start_soon(keep_calling, client, stop, outcomes)
-            await anyio.sleep(0.3)
-            await anyio.to_thread.run_sync(build, project, "*.Inventory.Reserve")
-            await changes.next()
-            await anyio.sleep(0.3)  # calls go on against the new bundle
-            stop.set()
-        after = {t.name for t in (await client.list_tools()).tools}
+        before, after, outcomes = await rebuild_under_calls(
+            client, changes, project, "*.Inventory.Reserve"
+        )
         with pytest.raises(MCPError, match="Unknown tool: Inventory_Reserve"):
             await client.call_tool("Inventory_Reserve", {"sku": "x"})
     assert before - after == {"Inventory_Reserve"} and after < before
@@ -149,16 +161,9 @@ async def test_http_sessions_hear_of_a_reload(project, library_backend):
     changes = Changes()
     try:
         async with Client(gateway.url, mode="legacy", message_handler=changes) as client:
-            before = {t.name for t in (await client.list_tools()).tools}
-            stop, outcomes = anyio.Event(), []
-            async with anyio.create_task_group() as calls:
-                for _ in range(4):
-                    calls.start_soon(keep_calling, client, stop, outcomes)
-                await anyio.sleep(0.3)
-                await anyio.to_thread.run_sync(build, project, "acme.types.v1.*")
-                await changes.next()
-                stop.set()
-            after = {t.name for t in (await client.list_tools()).tools}
+            before, after, outcomes = await rebuild_under_calls(
+                client, changes, project, "acme.types.v1.*"
+            )
     finally:
         gateway.stop()
     assert {n for n in before - after} == {n for n in before if n.startswith("Types_")}
