@@ -90,7 +90,8 @@ class Bundle:
         self.declared_scopes: dict[str, tuple[str, ...]] = {
             t: tuple(entries[s].scopes.get(t, ())) for t, s in chosen.items()
         }
-        self.read_only = frozenset(t for t in chosen if t in set(entries[chosen[t]].read_only))
+        read_only = {t for e in entries.values() for t in e.read_only}
+        self.read_only = frozenset(t for t in chosen if t in read_only)
         #: every tool of the bundle, selected or not (flags may name any of them)
         self.all_names = frozenset(t for e in entries.values() for t in e.tools)
         #: every toolset with a served tool → its served tools, sorted
