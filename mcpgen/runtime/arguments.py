@@ -9,13 +9,16 @@ precise schema lists every problem at once; `json_format.ParseDict` then builds 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
-from mcpgen.runtime.validation import SchemaValidator, ValidationError
+from mcpgen.runtime.validation import SchemaValidator
+
+if TYPE_CHECKING:
+    from jsonschema import ValidationError
 from mcpgen.schema.scalars import OBJECT_WELL_KNOWN, ROOT_VALUE_KEY, WELL_KNOWN
 
 

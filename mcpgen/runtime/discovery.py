@@ -17,12 +17,14 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import orjson
 
 from mcpgen.contract import REBUILD, search_entry
+
+if TYPE_CHECKING:
+    import numpy as np
 from mcpgen.errors import UserError
 
 SEARCH, DESCRIBE, CALL, ENABLE = "search_tools", "describe_tool", "call_tool", "enable_toolset"
@@ -88,6 +90,8 @@ class SearchIndex:
     a few array operations, not a Python loop over every posting."""
 
     def __init__(self, documents: Iterable[tuple[Entry, dict[str, str | list[str]]]]) -> None:
+        import numpy as np  # only a server with --discovery pays for it
+
         self.entries: list[Entry] = []
         counted: list[dict[str, float]] = []
         for entry, parts in documents:
@@ -126,6 +130,8 @@ class SearchIndex:
     ) -> list[Hit]:
         """The best `limit` tools for `query` that `allowed` admits, best first (ties by
         name)."""
+        import numpy as np
+
         scores = np.zeros(len(self.entries), dtype=np.float64)
         for word in dict.fromkeys(words(query)):
             found = self.postings.get(word)

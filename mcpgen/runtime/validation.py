@@ -19,8 +19,8 @@ import math
 import re
 import sys
 from collections.abc import Callable, Iterator
-from functools import lru_cache
-from typing import Any
+from functools import cache, lru_cache
+from typing import TYPE_CHECKING, Any
 
 import jsonschema_rs
 
@@ -42,17 +42,11 @@ def _import_jsonschema() -> None:
         del sys.modules["rfc3987_syntax"]
 
 
-_import_jsonschema()
-from jsonschema import (  # noqa: E402
-    Draft202012Validator,
-    FormatChecker,
-    ValidationError,
-    validators,
-)
+if TYPE_CHECKING:
+    from jsonschema import FormatChecker, ValidationError
 
 _RANGES = {"int32": INT32, "uint32": UINT32, "int64": INT64, "uint64": UINT64}
 MAX_DURATION_SECONDS = 315_576_000_000
-FORMAT_CHECKER = FormatChecker()
 
 
 def _integer_in(bounds: tuple[int, int]) -> Callable[[Any], bool]:
@@ -76,10 +70,6 @@ def _integer_in(bounds: tuple[int, int]) -> Callable[[Any], bool]:
     return check
 
 
-for _name, _bounds in _RANGES.items():
-    FORMAT_CHECKER.checks(_name)(_integer_in(_bounds))
-
-
 def _finite_within(limit: float) -> Callable[[Any], bool]:
     def check(value: Any) -> bool:
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -91,9 +81,6 @@ def _finite_within(limit: float) -> Callable[[Any], bool]:
     return check
 
 
-FORMAT_CHECKER.checks("float")(_finite_within(FLOAT_MAX))
-FORMAT_CHECKER.checks("double")(_finite_within(DOUBLE_MAX))
-
 _TIMESTAMP = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})"
 )
@@ -101,7 +88,6 @@ _MIN_INSTANT = dt.datetime(1, 1, 1, tzinfo=dt.UTC)
 _MAX_INSTANT = dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.UTC)
 
 
-@FORMAT_CHECKER.checks("date-time")
 def _timestamp(value: Any) -> bool:
     """RFC 3339 as google.protobuf.Timestamp takes it: upper-case T and Z, 0001-9999 in UTC."""
     if not isinstance(value, str):
@@ -126,7 +112,6 @@ def _timestamp(value: Any) -> bool:
     return _MIN_INSTANT <= instant <= _MAX_INSTANT
 
 
-@FORMAT_CHECKER.checks("google-duration")
 def _duration(value: Any) -> bool:
     if not isinstance(value, str) or not value.endswith("s"):
         return True  # `pattern` reports the form
@@ -158,16 +143,30 @@ def ecma_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out))
 
 
-def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[ValidationError]:
-    if validator.is_type(instance, "string") and not ecma_regex(pattern).search(instance):
-        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+@cache
+def reference() -> tuple[Any, FormatChecker]:
+    """The reference validator class and its format checker, made on first use: importing
+    jsonschema is a sixth of a server's start, and a server that is never called needs none."""
+    _import_jsonschema()
+    from jsonschema import Draft202012Validator, FormatChecker, ValidationError, validators
+
+    checker = FormatChecker()
+    for name, bounds in _RANGES.items():
+        checker.checks(name)(_integer_in(bounds))
+    checker.checks("float")(_finite_within(FLOAT_MAX))
+    checker.checks("double")(_finite_within(DOUBLE_MAX))
+    checker.checks("date-time")(_timestamp)
+    checker.checks("google-duration")(_duration)
+
+    def pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[Any]:
+        if validator.is_type(instance, "string") and not ecma_regex(pattern).search(instance):
+            yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+    return validators.extend(Draft202012Validator, {"pattern": pattern}), checker
 
 
-PreciseValidator = validators.extend(Draft202012Validator, {"pattern": _pattern})
-
-
-def _format_check(name: str) -> Callable[[str], bool]:
-    return lambda value: FORMAT_CHECKER.conforms(value, name)
+def _format_check(checker: FormatChecker, name: str) -> Callable[[str], bool]:
+    return lambda value: checker.conforms(value, name)
 
 
 class SchemaValidator:
@@ -175,9 +174,10 @@ class SchemaValidator:
 
     def __init__(self, schema: dict[str, Any]) -> None:
         self.schema = schema
-        self.reference = PreciseValidator(schema, format_checker=FORMAT_CHECKER)
+        precise, checker = reference()
+        self.reference = precise(schema, format_checker=checker)
         self.fast: Any = None
-        formats = {name: _format_check(name) for name in FORMAT_CHECKER.checkers}
+        formats = {name: _format_check(checker, name) for name in checker.checkers}
         try:
             self.fast = jsonschema_rs.validator_for(
                 schema, formats=formats, validate_formats=True, ignore_unknown_formats=True
