@@ -230,3 +230,27 @@ def test_the_runtime_imports_no_build_stage(library_bundle):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_a_bundle_of_mcpgen_0_2_is_still_served(tmp_path, library_bundle):
+    """An index without the tools' facts and shards without search files (mcpgen 0.2.0):
+    selection reads the facts from the shards, search the tools."""
+    from mcpgen.runtime.discovery import index_of
+
+    old = tmp_path / "bundle"
+    shutil.copytree(library_bundle, old)
+    index = json.loads((old / "manifest.json").read_text())
+    for entry in index["shards"].values():
+        for key in ("methods", "readOnly", "scopes"):
+            entry.pop(key, None)
+        search = entry["files"].pop("search")
+        index["digests"].pop(search)
+        (old / search).unlink()
+    index.pop("toolsets")
+    (old / "manifest.json").write_text(json.dumps(index))
+    bundle = Bundle(old, Selection(toolsets=("acme.library.v1",), read_only=True))
+    assert bundle.names == LIBRARY_READ_ONLY
+    assert index_of(bundle).search("get book")[0].entry.name == "Library_GetBook"
+    assert Bundle(old, Selection(tools=("acme.users.*",))).names == [
+        "v1_Users_GetUser", "v2_Users_GetUser"
+    ]  # fmt: skip
