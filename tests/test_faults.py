@@ -404,6 +404,89 @@ def check_outcomes(outcomes: list[Outcome], back: float) -> None:
     assert any(o.started > back and o.status == 200 for o in outcomes)
 
 
+def test_an_open_circuit_probes_as_soon_as_its_target_is_reachable():
+    clock = Clock()
+    breakers = Breakers(failures=1, cooldown=60, clock=clock)
+    reachable = [False]
+    breakers.of("t").reachable = lambda: reachable[0]
+    fail(breakers, "t")  # opens while the target cannot be reached
+    with pytest.raises(CircuitOpen, match=r"retrying in 60\.0 s"):
+        breakers.guard("t")  # still unreachable: fail fast
+    reachable[0] = True  # the channel reconnected, long before the cooldown ends
+    probe = breakers.guard("t")
+    assert probe.probe and breakers.of("t").state == "half-open"
+    with probe:
+        pass
+    assert breakers.of("t").state == "closed"
+
+    def broken() -> bool:
+        raise RuntimeError("channel closed")
+
+    fail(breakers, "u")
+    breakers.of("u").reachable = broken  # no news of the target: wait out the cooldown
+    with pytest.raises(CircuitOpen):
+        breakers.guard("u")
+    breakers.of("v").reachable = lambda: True  # connected all along: a hang, slow answers
+    fail(breakers, "v")
+    with pytest.raises(CircuitOpen):
+        breakers.guard("v")  # being connected proves nothing: the cooldown holds
+
+
+def test_round_robin_passes_over_open_nodes_until_all_are():
+    breakers = Breakers(failures=1, cooldown=60, clock=Clock())
+    backends = GrpcBackends(BackendConfig(), breakers)
+    nodes = ["a:1", "b:1", "c:1"]
+    fail(breakers, "b:1")
+    picked = [backends._target("s", nodes) for _ in range(4)]
+    assert picked == ["a:1", "c:1", "a:1", "c:1"]
+    fail(breakers, "a:1")
+    fail(breakers, "c:1")
+    assert {backends._target("s", nodes) for _ in range(3)} == set(nodes)  # all open: in turn
+
+
+def test_an_open_circuit_says_when_to_retry_over_rest(library_bundle):
+    server = HttpGateway(
+        library_bundle, "--backend", f"127.0.0.1:{free_port()}",  # nobody listens
+        "--breaker-failures", "1", "--breaker-cooldown", "30",
+    )  # fmt: skip
+    try:
+        with httpx.Client(base_url=server.base, timeout=10) as http:
+            body = {"tool": LIST[0], "input": LIST[1]}
+            first = http.post("/mcp/call", json=body)
+            refused = http.post("/mcp/call", json=body)
+    finally:
+        server.stop()
+    assert first.status_code == 503 and "Retry-After" not in first.headers
+    assert refused.status_code == 503 and refused.json()["code"] == "UNAVAILABLE"
+    assert 1 <= int(refused.headers["Retry-After"]) <= 30
+    assert "circuit open" in refused.json()["error"]
+
+
+def test_a_restarted_backend_is_back_long_before_the_cooldown(library_bundle):
+    """The default cooldown is 10 s; here 60: the calls succeed again once the channel has
+    reconnected (the breaker probes then), which `restart_under_load` waits 30 s for."""
+    port = free_port()
+    backend = LibraryBackend(library_bundle).start(port)
+    server = HttpGateway(
+        library_bundle, "--backend", backend.target, "--timeout", "2",
+        "--breaker-cooldown", "60",
+    )  # fmt: skip
+    try:
+        outcomes, back = asyncio.run(
+            restart_under_load(
+                server.base,
+                {"tool": LIST[0], "input": LIST[1]},
+                backend.stop,
+                lambda: backend.start(port),
+            )
+        )
+    finally:
+        log = server.stop()
+        backend.stop()
+    check_outcomes(outcomes, back)
+    assert "half-open (the target is reachable again)" in log, log
+
+
 def test_grpc_backend_restarted_in_the_middle_of_load(library_bundle):
     port = free_port()
     backend = LibraryBackend(library_bundle).start(port)

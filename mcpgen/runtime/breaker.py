@@ -3,8 +3,10 @@
 A dead or hanging backend should cost its callers nothing but a quick error: after
 `--breaker-failures` consecutive failures the circuit opens and calls to that target fail at
 once with UNAVAILABLE, without waiting for a connection or a deadline. After
-`--breaker-cooldown` seconds it is half-open: one probe call goes through (the others still
-fail fast); its success closes the circuit, its failure opens it again.
+`--breaker-cooldown` seconds, or as soon as the target is reachable again (its gRPC channel
+has reconnected), it is half-open: one probe call goes through (the others still fail fast);
+its success closes the circuit, its failure opens it again. A restarted backend is therefore
+back as fast as the channel reconnects, not a cooldown later.
 
 Only failures of the backend itself count (UNAVAILABLE, DEADLINE_EXCEEDED, refused
 connections, answers that are not mucp). An application error such as NOT_FOUND is an answer,
@@ -41,7 +43,8 @@ class CircuitOpen(BackendError):
 class Breaker:
     """The circuit of one target: closed, open (until `reopens`), or half-open with a probe."""
 
-    __slots__ = ("clock", "cooldown", "failures", "name", "probing", "reopens", "threshold")
+    __slots__ = ("clock", "cooldown", "failures", "name", "on_reconnect", "probing",
+                 "reachable", "reopens", "threshold")  # fmt: skip
 
     def __init__(
         self, target: str, threshold: int, cooldown: float, clock: Callable[[], float]
@@ -53,6 +56,13 @@ class Breaker:
         self.failures = 0  # consecutive
         self.reopens: float | None = None  # when an open circuit lets a probe through
         self.probing = False
+        #: whether the target can be reached again now (a gRPC channel that reconnected):
+        #: an open circuit then lets its probe through at once instead of after the cooldown
+        self.reachable: Callable[[], bool] | None = None
+        #: the circuit opened while the target could not be reached (refused, down): it then
+        #: probes once the target is reachable again. One that opened on a target it could
+        #: reach (a hang, slow answers) waits out the cooldown: being connected proves nothing
+        self.on_reconnect = False
 
     @property
     def state(self) -> str:
@@ -68,11 +78,20 @@ class Breaker:
         head = f"circuit open for {self.name} after {self.failures} consecutive failures"
         if self.probing:
             raise CircuitOpen(f"{head}; a probe call is testing it now", max(wait, 0.0))
-        if wait > 0:
+        if wait > 0 and not (self.on_reconnect and self._reachable()):
             raise CircuitOpen(f"{head}; retrying in {wait:.1f} s", wait)
         self.probing = True
-        log.warning("circuit of %s half-open: one probe call goes through", self.name)
+        why = "the cooldown is over" if wait <= 0 else "the target is reachable again"
+        log.warning("circuit of %s half-open (%s): one probe call goes through", self.name, why)
         return True
+
+    def _reachable(self) -> bool:
+        if self.reachable is None:
+            return False
+        try:
+            return self.reachable()
+        except Exception:  # a closed channel, say: no news of the target
+            return False
 
     def settle(self, failed: bool | None, probe: bool, code: str = "") -> None:
         """The verdict of an admitted call; None when it ended without one (cancelled)."""
@@ -91,6 +110,7 @@ class Breaker:
             self.reopens is None and self.threshold and self.failures >= self.threshold
         ):
             self.reopens, self.probing = self.clock() + self.cooldown, False
+            self.on_reconnect = not self._reachable()
             log.warning(
                 "circuit of %s open after %d consecutive failures (last %s); calls fail fast "
                 "for %g s",

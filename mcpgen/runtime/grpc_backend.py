@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,11 @@ _CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.service_config", _SERVICE_CONFIG),
     ("grpc.enable_retries", 0),  # the gateway does not replay calls that may have side effects
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    # reconnect within a second of a backend's return (gRPC's default backoff grows to 120 s);
+    # the connect timeout stays gRPC's (20 s: a server that accepts and never speaks HTTP/2 is
+    # a deadline, not an UNAVAILABLE)
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
 ]
 
 
@@ -127,11 +133,18 @@ class GrpcBackends:
 
     def _target(self, service: str, nodes: Sequence[str]) -> str | None:
         """A selector's target, else the route's own nodes in turn (go-micro gRPC servers
-        from a registry snapshot), else the default."""
+        from a registry snapshot), passing over those whose circuit is open; when every one
+        is open, the next in turn all the same (its breaker decides: a reconnected node is
+        probed), else the default."""
         override = self.config.override_for(service)
         if override is not None or not nodes:
             return override if override is not None else self.config.default
         turn = self._turns.get(service, 0)
+        for step in range(len(nodes)):
+            node = nodes[(turn + step) % len(nodes)]
+            if self.breakers.of(node).state == "closed":
+                self._turns[service] = turn + step + 1
+                return node
         self._turns[service] = turn + 1
         return nodes[turn % len(nodes)]
 
@@ -149,6 +162,7 @@ class GrpcBackends:
             else:
                 channel = grpc.aio.insecure_channel(target, _CHANNEL_OPTIONS)
             self._channels[target] = channel
+            self.breakers.of(target).reachable = partial(_connected, channel)
         return target, channel
 
     async def unary(
@@ -210,6 +224,11 @@ class GrpcBackends:
         self._channels.clear()
         self._unary.clear()
         self._stream.clear()
+
+
+def _connected(channel: grpc.aio.Channel) -> bool:
+    """Whether a channel is connected (and, if not, let it try now)."""
+    return channel.get_state(try_to_connect=True) == grpc.ChannelConnectivity.READY
 
 
 def _serialize(message: Message) -> bytes:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import partial
@@ -31,6 +32,7 @@ from starlette.routing import Route
 from mcpgen.runtime import discovery
 from mcpgen.runtime.arguments import InvalidArguments
 from mcpgen.runtime.auth import CALLER_KEY, Authenticator, AuthGuard, OpenAccess
+from mcpgen.runtime.breaker import CircuitOpen
 from mcpgen.runtime.discovery import Discovery
 from mcpgen.runtime.gateway import CallContext, Gateway, UnknownTool, result_text
 from mcpgen.runtime.limits import DEFAULT_MAX_BODY, BodyLimit
@@ -418,7 +420,11 @@ class RestFrontend:
         except InvalidArguments as exc:
             return error(400, exc.text(name), "INVALID_ARGUMENTS", problems=exc.problems)
         except BackendError as exc:
-            return error(http_status(exc.code), exc.text(), exc.code.name, details=exc.details)
+            retry = None  # an open circuit says when it lets a probe through
+            if isinstance(exc, CircuitOpen):
+                retry = str(max(1, math.ceil(exc.retry_in)))
+            status = http_status(exc.code)
+            return error(status, exc.text(), exc.code.name, retry, details=exc.details)
         return JSONResponse(
             {"result": result, "trace_id": context.trace_id},
             headers={TRACE_RESPONSE_HEADER: context.trace_id},
