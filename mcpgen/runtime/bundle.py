@@ -28,7 +28,6 @@ from mcpgen.contract import (
     GoMicroRoute,
     GrpcRoute,
     Route,
-    Shard,
     open_bundle,
 )
 from mcpgen.errors import UserError, Warnings
@@ -101,7 +100,7 @@ class Bundle:
             if served:
                 self.toolsets[toolset.name] = sorted(served)
         self._shard_cache = shard_cache
-        self._shards: OrderedDict[str, Shard] = OrderedDict()
+        self._shards: OrderedDict[str, dict[str, dict[str, Any]]] = OrderedDict()
         self._routes: dict[str, Route] = {}
         self.routes: Mapping[str, Route] = _Lookup(self.names, self.route)
         self.by_name: Mapping[str, dict[str, Any]] = _Lookup(self.names, self.tool)
@@ -123,24 +122,23 @@ class Bundle:
 
     # ---- tools and routes, shard by shard
 
-    def _shard(self, name: str) -> Shard:
-        shard = self._shards.get(name)
-        if shard is None:
+    def _shard(self, name: str) -> dict[str, dict[str, Any]]:
+        """A tools shard's Tool objects by name (read on first use, kept in the LRU)."""
+        tools = self._shards.get(name)
+        if tools is None:
             shard = self.view.shard(name)
             self._routes |= {t: r for t, r in shard.routes.items() if t in self._shard_of}
-            self._shards[name] = shard
+            tools = self._shards[name] = {t["name"]: t for t in shard.tools}
             while len(self._shards) > self._shard_cache:
                 self._shards.popitem(last=False)
         else:
             self._shards.move_to_end(name)
-        return shard
+        return tools
 
     def tool(self, name: str) -> dict[str, Any] | None:
         """The MCP Tool object of a selected tool (None for any other name)."""
         shard = self._shard_of.get(name)
-        if shard is None:
-            return None
-        return next(t for t in self._shard(shard).tools if t["name"] == name)
+        return None if shard is None else self._shard(shard)[name]
 
     def route(self, name: str) -> Route | None:
         found = self._routes.get(name)
@@ -156,8 +154,8 @@ class Bundle:
             by_shard.setdefault(self._shard_of[name], []).append(name)
         found: dict[str, dict[str, Any]] = {}
         for shard, wanted in by_shard.items():
-            want = set(wanted)
-            found |= {t["name"]: t for t in self._shard(shard).tools if t["name"] in want}
+            tools = self._shard(shard)
+            found |= {n: tools[n] for n in wanted}
         return [found[n] for n in names]
 
     @property
