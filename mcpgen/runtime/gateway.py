@@ -153,10 +153,6 @@ class Gateway:
         if self.micro is not None:
             await self.micro.close()
 
-    @property
-    def tools(self) -> list[dict[str, Any]]:
-        return self.bundle.tools
-
     def metadata(self, context: CallContext) -> list[tuple[str, str]]:
         """gRPC metadata of a call: its trace id, W3C trace context, and forwarded headers."""
         metadata = [(TRACE_HEADER, context.trace_id)]

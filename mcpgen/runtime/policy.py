@@ -22,7 +22,7 @@ import math
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from mcpgen.errors import UserError
 
@@ -172,10 +172,6 @@ class Policy:
             return False
         required = self.required.get(tool, frozenset())
         return not required or ANY_SCOPE in caller.scopes or not required.isdisjoint(caller.scopes)
-
-    def visible(self, tools: Iterable[dict[str, Any]], caller: Caller) -> list[dict[str, Any]]:
-        """The tools a caller may call, in their order: a caller sees nothing else."""
-        return [t for t in tools if self.may_call(t["name"], caller)]
 
     def authorize(self, tool: str, caller: Caller) -> None:
         if not caller.authenticated:
