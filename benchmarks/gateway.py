@@ -202,16 +202,19 @@ def free_port() -> int:
 
 
 class HttpServer:
-    """A server subprocess listening on 127.0.0.1:PORT, which the command must bind."""
+    """A server subprocess listening on 127.0.0.1:PORT, which the command must bind. Its
+    stderr goes to a file, not a pipe: a server that logs every failed call would otherwise
+    block once the unread pipe is full."""
 
     def __init__(self, command: list[str], port: int) -> None:
         self.url = f"http://127.0.0.1:{port}/mcp"
-        self.process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+        self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed by stop)
+        self.process = subprocess.Popen(command, stderr=self.log, text=True)
         deadline = time.monotonic() + 30
         while True:
             if self.process.poll() is not None:
-                assert self.process.stderr is not None
-                raise SystemExit(f"server exited: {self.process.stderr.read()}")
+                self.log.seek(0)
+                raise SystemExit(f"server exited: {self.log.read()}")
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 return
@@ -228,6 +231,7 @@ class HttpServer:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.communicate()
+        self.log.close()
 
 
 def child_pid(command: list[str]) -> int | None:

@@ -88,6 +88,21 @@ def library_backend(library_bundle: Path):
     backend.stop()
 
 
+@pytest.fixture
+def redis_server(tmp_path_factory: pytest.TempPathFactory):
+    """A running redis-server on a unix socket, killed at the end."""
+    from fixtures.redis_server import RedisServer
+
+    try:
+        server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    except FileNotFoundError as exc:
+        if require_integration():
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    yield server
+    server.stop()
+
+
 def free_port() -> int:
     import socket
 
@@ -97,24 +112,53 @@ def free_port() -> int:
 
 
 class HttpGateway:
-    """A generated server.py running over HTTP in a subprocess."""
+    """A generated server.py running over HTTP in a subprocess. It binds port 0 and says on
+    stderr which port it got (no port to steal between choosing and binding); with
+    `--workers`, whose parent cannot say, a port chosen beforehand."""
 
     def __init__(
         self, bundle: Path, *args: str, stdout: Any = None, stderr: Any = subprocess.PIPE
     ) -> None:
+        import re
+        import threading
         import time
-        import urllib.request
 
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.url = f"{self.base}/mcp"
+        announced = "--workers" not in args and stderr is subprocess.PIPE
+        self.port = 0 if announced else free_port()
         command = [sys.executable, str(bundle / "server.py"), "--transport", "http"]
         command += ["--port", str(self.port), *args]
         self.process = subprocess.Popen(command, stdout=stdout, stderr=stderr, text=True)
+        self.lines: list[str] = []
+        listening = threading.Event()
+        self._reader = None
+        if self.process.stderr is not None:
+
+            def read() -> None:
+                for line in self.process.stderr:
+                    self.lines.append(line)
+                    found = re.match(r"mcpgen: serving \d+ tools on http://[^:]+:(\d+)/mcp", line)
+                    if found and announced and not listening.is_set():
+                        self.port = int(found.group(1))
+                        listening.set()
+
+            self._reader = threading.Thread(target=read, daemon=True)
+            self._reader.start()
         deadline = time.monotonic() + 30
+        while announced and not listening.wait(0.1):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"server did not start: {''.join(self.lines)}")
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.url = f"{self.base}/mcp"
+        self._wait_healthy(deadline)
+
+    def _wait_healthy(self, deadline: float) -> None:
+        import time
+        import urllib.request
+
         while True:
             if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {self.process.stderr.read()}")
+                raise RuntimeError(f"server exited: {self.stop()}")
             try:
                 with urllib.request.urlopen(f"{self.base}/health", timeout=1) as response:
                     if response.status == 200:
@@ -127,13 +171,16 @@ class HttpGateway:
             time.sleep(0.1)
 
     def stop(self) -> str:
+        """Stop the server (SIGTERM, then SIGKILL after 15 s); everything it wrote on stderr."""
         self.process.terminate()
         try:
-            _, err = self.process.communicate(timeout=15)
+            self.process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            _, err = self.process.communicate()
-        return err or ""
+            self.process.wait()
+        if self._reader is not None:
+            self._reader.join(timeout=15)
+        return "".join(self.lines)
 
 
 def require_integration() -> bool:

@@ -91,7 +91,7 @@ def test_rest_endpoints_speak_go_micro(http_gateway, library_backend):
         garbage = http.post(
             f"{base}/mcp/call", content=b"{not json", headers={"content-type": "application/json"}
         )
-    assert health == {"status": "ok", "tools": len(tools)}
+    assert health == {"status": "ok", "tools": len(tools), "backends": {}}  # none called yet
     assert call.status_code == 200
     body = call.json()
     assert body["result"]["title"] == "Middlemarch"

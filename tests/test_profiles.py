@@ -183,7 +183,7 @@ def _with_nulls(value: JSON, schema: dict[str, Any]) -> JSON:
 
 def _server(bundle: Bundle, tool: str, arguments: JSON, strict_step: bool) -> bytes | str:
     """The gateway's request for `arguments` (serialized), or "refused"."""
-    method = bundle.grpc_method(tool)
+    method = bundle.method(tool)
     try:
         if strict_step:
             arguments = strict_arguments(arguments, bundle.strict_validator(tool))
@@ -207,7 +207,7 @@ _SETTINGS = settings(
 
 
 def _random_arguments(bundle: Bundle, tool: str, seed: int) -> JSON:
-    method = bundle.grpc_method(tool)
+    method = bundle.method(tool)
     pool = method.input_descriptor.file.pool
     filler = RandomFiller(pool, random.Random(seed), any_types=["acme.types.v1.Scalars"])
     message = filler.message(method.input_descriptor.full_name)

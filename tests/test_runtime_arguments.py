@@ -70,7 +70,7 @@ TOOLS = [
 
 @pytest.mark.parametrize("tool", TOOLS)
 def test_gateway_never_accepts_what_protobuf_refuses(tool, bundle):
-    method = bundle.grpc_method(tool)
+    method = bundle.method(tool)
     validator = bundle.input_validator(tool)
     names = _field_names(method.input_descriptor)
 
@@ -92,7 +92,7 @@ def test_gateway_never_accepts_what_protobuf_refuses(tool, bundle):
 
 
 def test_original_and_json_names_both_work_but_not_together(bundle):
-    method = bundle.grpc_method("Library_CreateBook")
+    method = bundle.method("Library_CreateBook")
     validator = bundle.input_validator("Library_CreateBook")
     a = build_request({"parent": "p", "book": {"title": "t", "page_count": 3}},
                       method.input_class, validator)  # fmt: skip
@@ -106,7 +106,7 @@ def test_original_and_json_names_both_work_but_not_together(bundle):
 
 
 def test_map_keys_are_data_not_field_names(bundle):
-    method = bundle.grpc_method("Library_CreateBook")
+    method = bundle.method("Library_CreateBook")
     validator = bundle.input_validator("Library_CreateBook")
     request = build_request(
         {"parent": "p", "book": {"title": "t", "labels": {"page_count": "x", "title": "y"}}},
@@ -128,7 +128,7 @@ def test_what_protobuf_prints_the_gateway_takes_back(tool, seed, bundle):
     printed rounded up, beyond the range the parser takes): the gateway refuses those too.
     """
     rng = random.Random(seed)
-    method = bundle.grpc_method(tool)
+    method = bundle.method(tool)
     pool = method.input_descriptor.file.pool
     filler = RandomFiller(pool, rng, any_types=["acme.types.v1.Scalars"])
     message = filler.message(method.input_descriptor.full_name)

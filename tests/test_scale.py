@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import threading
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -149,8 +150,9 @@ async def test_sigterm_lets_in_flight_calls_finish(library_bundle, library_backe
             while len(library_backend.calls("GetBook")) < 2:  # both calls reached the backend
                 await asyncio.sleep(0.05)
             gateway.process.send_signal(signal.SIGTERM)
-            await asyncio.sleep(0.5)
-            refused = _refused(gateway.port)
+            refused = False  # a new connection refused while the calls are still in flight
+            while not refused and not mcp_call.done():
+                refused = await asyncio.to_thread(_refused, gateway.port)
             result = await mcp_call
         thread.join(timeout=30)
         code = await asyncio.to_thread(gateway.process.wait, 30)
@@ -321,17 +323,41 @@ def test_dockerfile_serves_the_bundle_with_real_flags():
     assert ".venv" in ignored and ".git" in ignored
 
 
-def _manifests() -> dict[str, dict[str, Any]]:
+def _manifests() -> dict[tuple[str, str], dict[str, Any]]:
+    """The resources of deploy/, by kind and name."""
     docs = {}
     for path in sorted((ROOT / "deploy").glob("*.yaml")):
+        if path.stem == "kustomization":
+            continue
         for doc in yaml.safe_load_all(path.read_text()):
-            docs[doc["kind"]] = doc
+            docs[doc["kind"], doc["metadata"]["name"]] = doc
     return docs
+
+
+def test_kubernetes_manifests_validate_against_the_api_schemas():
+    """Offline, strict (no unknown fields), against the newest Kubernetes version that
+    kubernetes-validate ships the OpenAPI schemas of."""
+    import kubernetes_validate
+
+    version = kubernetes_validate.latest_version()
+    docs = _manifests()
+    assert len(docs) == 5, sorted(docs)
+    for (kind, name), doc in docs.items():
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{kind} {name} is not a valid {version} resource: {exc.message}")
+    broken = json.loads(json.dumps(docs["Deployment", "mcpgen-gateway"]))
+    broken["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["port"] = []
+    with pytest.raises(kubernetes_validate.ValidationError):  # the validator does look
+        kubernetes_validate.validate(broken, version, strict=True)
 
 
 def test_kubernetes_manifests_match_the_container():
     docs = _manifests()
-    deployment, service, hpa = docs["Deployment"], docs["Service"], docs["HorizontalPodAutoscaler"]
+    name = "mcpgen-gateway"
+    deployment, service = docs["Deployment", name], docs["Service", name]
+    hpa = docs["HorizontalPodAutoscaler", name]
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
@@ -351,6 +377,14 @@ def test_kubernetes_manifests_match_the_container():
     assert flags["stateless"] and flags["workers"] == 1  # replicas scale; one process each
     assert flags["backends"], "no backend configured"
     assert pod["terminationGracePeriodSeconds"] > flags["shutdown_grace"]
+    # the replicas share one rate limit through the Redis Service of redis.yaml
+    assert flags["rate_limit"] and flags["rate_limit_store_fallback"] == "local"
+    store = urllib.parse.urlsplit(flags["rate_limit_store"])
+    redis = docs["Service", "mcpgen-redis"]
+    assert (store.scheme, store.hostname) == ("redis", redis["metadata"]["name"])
+    assert store.port == redis["spec"]["ports"][0]["port"]
+    redis_pod = docs["Deployment", "mcpgen-redis"]["spec"]["template"]
+    assert redis["spec"]["selector"].items() <= redis_pod["metadata"]["labels"].items()
     security = {**pod.get("securityContext", {}), **container["securityContext"]}
     assert security["runAsNonRoot"] and security["readOnlyRootFilesystem"]
     assert not security["allowPrivilegeEscalation"]

@@ -33,9 +33,11 @@ def anyio_backend():
     return "asyncio"
 
 
-def watcher(*args: str, cwd: Path) -> subprocess.Popen[str]:
+def watcher(*args: str, cwd: Path, log: Path | None = None) -> subprocess.Popen[str]:
+    """`mcpgen build --watch`; its stderr in `log` (readable while it runs) when given."""
     command = [sys.executable, "-m", "mcpgen", "build", *args, "--watch", "--interval", "0.3"]
-    return subprocess.Popen(command, cwd=cwd, stderr=subprocess.PIPE, text=True,
+    stderr = subprocess.PIPE if log is None else log.open("w")
+    return subprocess.Popen(command, cwd=cwd, stderr=stderr, text=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
 
 
@@ -128,7 +130,8 @@ def test_file_edits_rebuild_and_a_broken_edit_keeps_the_bundle(tmp_path, stop_al
     protos = tmp_path / "protos"
     shutil.copytree(PROTOS, protos)
     bundle = tmp_path / "bundle"
-    process = watcher(str(protos), "-o", str(bundle), "--no-models", cwd=tmp_path)
+    log = tmp_path / "watch.log"
+    process = watcher(str(protos), "-o", str(bundle), "--no-models", cwd=tmp_path, log=log)
     stop_all.append(process)
     wait_for(lambda: "Library_GetBook" in tool_names(bundle), "the first build")
     library = protos / "acme" / "library" / "v1" / "library.proto"
@@ -138,13 +141,15 @@ def test_file_edits_rebuild_and_a_broken_edit_keeps_the_bundle(tmp_path, stop_al
     wait_for(lambda: "Library_Ping" in tool_names(bundle), "the rebuild")
     good = (bundle / "manifest.json").read_bytes()
     library.write_text(text.replace("service Library {", "service Library {\n  rpc Broken(", 1))
-    time.sleep(3)  # several looks of the watcher
+    failed = "the build failed, the bundle is unchanged"
+    wait_for(lambda: failed in log.read_text(), "the broken build to be refused")
     assert (bundle / "manifest.json").read_bytes() == good
     library.write_text(text)
     wait_for(lambda: "Library_Ping" not in tool_names(bundle), "the repaired rebuild")
     process.terminate()
-    _, err = process.communicate(timeout=15)
+    process.wait(timeout=15)
     stop_all.remove(process)
+    err = log.read_text()
     assert "the build failed, the bundle is unchanged" in err
     assert "library.proto" in err
     assert "Traceback" not in err

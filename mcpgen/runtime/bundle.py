@@ -42,23 +42,24 @@ SHARD_CACHE = 16
 
 
 @dataclass(frozen=True, slots=True)
-class GrpcMethod:
-    """How to forward one tool to gRPC: the method path and its dynamic message classes."""
+class Method:
+    """How to forward one tool, whatever its backend: its route, and the dynamic message
+    classes of its request and response (None for a go-micro endpoint only its registry
+    describes: its arguments go as they are)."""
 
-    path: str
-    streaming: str  # "unary" or "server"
-    service: str
-    input_class: type[Message]
-    output_class: type[Message]
-    nodes: tuple[str, ...] = ()  # a go-micro gRPC server's registered nodes
+    route: Route
+    input_class: type[Message] | None
+    output_class: type[Message] | None
+
+    @property
+    def streaming(self) -> bool:
+        """A server stream, whose messages the gateway gathers."""
+        return isinstance(self.route, GrpcRoute) and self.route.streaming == "server"
 
     @property
     def input_descriptor(self) -> Descriptor:
+        assert self.input_class is not None
         return self.input_class.DESCRIPTOR
-
-    @property
-    def output_descriptor(self) -> Descriptor:
-        return self.output_class.DESCRIPTOR
 
 
 class Bundle:
@@ -109,7 +110,7 @@ class Bundle:
         self._loaded: set[str] = set()  # descriptor shards (packages) in the pool
         self._package_files: dict[str, list[str]] = {}  # descriptor shard → its files
         self._renderers: dict[str, SchemaRenderer] = {}
-        self._methods: dict[str, GrpcMethod] = {}
+        self._methods: dict[str, Method] = {}
         self._input_schemas: dict[str, dict[str, Any]] = {}
         self._validators: dict[str, SchemaValidator] = {}
         self._strict_validators: dict[str, SchemaValidator] = {}
@@ -182,14 +183,9 @@ class Bundle:
         and validators), so that nothing is read once the call is under way; None for a name
         that is not served. Raises `BundleChanged` when a file no longer matches the index."""
         route = self.route(name)
-        if isinstance(route, GrpcRoute):
-            self.grpc_method(name)
+        if route is not None:
+            self.method(name)
             self.input_validator(name)
-        elif isinstance(route, GoMicroRoute):
-            self.input_validator(name)
-            for type_name in (route.request, route.response):
-                if type_name is not None:
-                    self.message_class(type_name)
         if route is not None and self.strict_inputs:
             self.strict_validator(name)
         return route
@@ -277,21 +273,25 @@ class Bundle:
         wanted = {f for name in reached for f in self._package_files.get(name, ())}
         return [f for name, f in self._files.items() if name in wanted]
 
-    def grpc_method(self, tool: str) -> GrpcMethod:
+    def method(self, tool: str) -> Method:
         found = self._methods.get(tool)
         if found is None:
             route = self.route(tool)
-            assert isinstance(route, GrpcRoute)
-            self._types_of(route.service)
-            method: MethodDescriptor = self._pool.FindMethodByName(route.full_method)
-            found = GrpcMethod(
-                path=route.path,
-                streaming=route.streaming,
-                service=route.service,
-                input_class=message_factory.GetMessageClass(method.input_type),
-                output_class=message_factory.GetMessageClass(method.output_type),
-                nodes=route.nodes or (),
-            )
+            if isinstance(route, GrpcRoute):
+                self._types_of(route.service)
+                method: MethodDescriptor = self._pool.FindMethodByName(route.full_method)
+                found = Method(
+                    route,
+                    message_factory.GetMessageClass(method.input_type),
+                    message_factory.GetMessageClass(method.output_type),
+                )
+            else:
+                assert isinstance(route, GoMicroRoute)
+                found = Method(
+                    route,
+                    None if route.request is None else self.message_class(route.request),
+                    None if route.response is None else self.message_class(route.response),
+                )
             self._methods[tool] = found
         return found
 
@@ -307,7 +307,7 @@ class Bundle:
         if schema is None:
             route = self.route(tool)
             if isinstance(route, GrpcRoute):
-                name = self.grpc_method(tool).input_descriptor.full_name
+                name = self.method(tool).input_descriptor.full_name
                 schema = self._renderer(self._types_of(route.service)).precise(name, output=False)
             elif isinstance(route, GoMicroRoute) and route.request is not None:
                 renderer = self._renderer(self._types_of(route.request))

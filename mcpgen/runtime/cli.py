@@ -41,7 +41,8 @@ def server_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--host", default="127.0.0.1", envvar="MCPGEN_HOST", show_default=True,
                      help="HTTP: address to bind."),
         click.option("--port", type=int, default=3000, envvar="MCPGEN_PORT", show_default=True,
-                     help="HTTP: port to bind."),
+                     help="HTTP: port to bind (0: one the system picks; the server says which "
+                     "on stderr)."),
         click.option("--backend", "backends", multiple=True, envvar="MCPGEN_BACKEND",
                      metavar="[SERVICE=]TARGET",
                      help="Where services live: TARGET for all, SERVICE=TARGET for one "
@@ -83,6 +84,11 @@ def server_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--shutdown-grace", type=click.FloatRange(min=0), default=30.0,
                      envvar="MCPGEN_SHUTDOWN_GRACE", metavar="SECONDS", show_default=True,
                      help="HTTP: on SIGTERM, how long in-flight calls may take to finish."),
+        click.option("--keep-alive-timeout", type=click.FloatRange(min=0, min_open=True),
+                     default=5.0, envvar="MCPGEN_KEEP_ALIVE_TIMEOUT", metavar="SECONDS",
+                     show_default=True,
+                     help="HTTP: how long an idle connection stays open; behind a load "
+                     "balancer, longer than its idle timeout."),
         click.option("--workers", type=click.IntRange(min=1), default=1,
                      envvar="MCPGEN_WORKERS", metavar="N", show_default=True,
                      help="HTTP: serving processes; more than 1 implies --stateless."),
@@ -119,6 +125,16 @@ def server_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help="Token bucket of every tool: calls per second, and burst."),
         click.option("--rate-limit-per-caller", envvar="MCPGEN_RATE_LIMIT_PER_CALLER",
                      metavar="RPS[:BURST]", help="Token bucket of every caller (account)."),
+        click.option("--rate-limit-store", envvar="MCPGEN_RATE_LIMIT_STORE", default="local",
+                     metavar="local|URL", show_default=True,
+                     help="Where the rate limits' buckets live: this process, or Redis "
+                     "(redis://HOST:PORT/DB, rediss://..., unix:///PATH), shared by every "
+                     "worker and replica."),
+        click.option("--rate-limit-store-fallback", type=click.Choice(["local", "refuse"]),
+                     default="local", envvar="MCPGEN_RATE_LIMIT_STORE_FALLBACK",
+                     show_default=True,
+                     help="While the Redis store is unreachable: limit each process on its own "
+                     "(local), or refuse calls with UNAVAILABLE (refuse)."),
         click.option("--max-concurrency", type=click.IntRange(min=1), default=None,
                      envvar="MCPGEN_MAX_CONCURRENCY",
                      help="Calls in flight at most; more are refused at once (retry soon)."),
@@ -210,6 +226,7 @@ def make_frontend(folder: Path, identity: ServerIdentity, settings: ServerSettin
     unknown = set(settings.tool_timeouts) - bundle.all_names
     if unknown:
         raise UserError(f"--tool-timeout names unknown tools: {', '.join(sorted(unknown))}")
+    observers = observe.from_flags(settings)
     policy = Policy(
         bundle.declared_scopes,
         PolicyOptions(
@@ -219,6 +236,7 @@ def make_frontend(folder: Path, identity: ServerIdentity, settings: ServerSettin
             max_concurrency=settings.max_concurrency,
         ),
         known=bundle.all_names,
+        rates=_rate_store(settings, identity, observers),
     )
     gateway = Gateway(
         bundle,
@@ -233,7 +251,7 @@ def make_frontend(folder: Path, identity: ServerIdentity, settings: ServerSettin
         ),
         micro=micro,
         policy=policy,
-        observers=observe.from_flags(settings),
+        observers=observers,
     )
     frontend = McpFrontend(
         gateway,
@@ -253,6 +271,26 @@ def make_frontend(folder: Path, identity: ServerIdentity, settings: ServerSettin
     gateway.reload = lambda: watcher.check(forced=True)
     frontend.watcher = watcher  # started by the transport, in its event loop
     return frontend
+
+
+def _rate_store(settings: ServerSettings, identity: ServerIdentity, observers: list[Any]) -> Any:
+    """The shared rate-limit store of `--rate-limit-store URL`; None for the local one."""
+    from mcpgen.runtime.ratelimit import RedisRates
+
+    if settings.rate_limit_store == "local":
+        return None
+    if settings.rate_limit is None and settings.rate_limit_per_caller is None:
+        logging.getLogger(__name__).warning(
+            "--rate-limit-store has nothing to store without --rate-limit or "
+            "--rate-limit-per-caller"
+        )
+    metrics = [o for o in observers if isinstance(o, observe.Metrics)]
+    return RedisRates(
+        settings.rate_limit_store,
+        namespace=identity.name,  # replicas of one server share buckets; other servers do not
+        fallback=settings.rate_limit_store_fallback,  # type: ignore[arg-type]
+        observer=metrics[0] if metrics else None,
+    )
 
 
 def http_options(settings: ServerSettings) -> Any:
@@ -285,8 +323,11 @@ def run_server(folder: Path, identity: ServerIdentity, **flags: Any) -> None:
     if settings.workers == 1:
         # uvicorn re-raises the SIGTERM it shut down on; a graceful stop is a success (exit 0)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        app = _http_app(make_frontend(folder, identity, settings), settings)
-        asyncio.run(uvicorn.Server(uvicorn.Config(app, **_uvicorn_settings(settings))).serve())
+        frontend = make_frontend(folder, identity, settings)
+        app = _http_app(frontend, settings)
+        tools = len(frontend.gateway.bundle.names)
+        config = uvicorn.Config(app, **_uvicorn_settings(settings))
+        asyncio.run(_announcing(uvicorn.Server, tools)(config).serve())
         return
     make_frontend(folder, identity, settings)  # bad flags fail here, once, not in each worker
     http_options(settings)  # and so do bad authentication flags
@@ -313,6 +354,23 @@ def run_server(folder: Path, identity: ServerIdentity, **flags: Any) -> None:
             shutil.rmtree(shared_metrics, ignore_errors=True)
 
 
+def _announcing(server: type, tools: int) -> type:
+    """uvicorn's Server, saying on stderr where it listens once it does (with `--port 0`,
+    the port the system chose: how scripts and tests learn it)."""
+
+    class Announcing(server):  # type: ignore[misc, valid-type]
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets=sockets)
+            for listening in getattr(self, "servers", ()):
+                for sock in listening.sockets:
+                    host, port = sock.getsockname()[:2]
+                    host = f"[{host}]" if ":" in host else host
+                    print(f"mcpgen: serving {tools} tools on http://{host}:{port}/mcp",
+                          file=sys.stderr, flush=True)  # fmt: skip
+
+    return Announcing
+
+
 def worker_app() -> Any:
     """The app of one `--workers` process: uvicorn calls it in each worker, which builds its
     own gateway from the bundle and flags that `run_server` left in the environment."""
@@ -335,6 +393,7 @@ def _uvicorn_settings(settings: ServerSettings) -> dict[str, Any]:
         "lifespan": "on",
         "loop": "asyncio",  # grpc.aio's loop, with or without uvloop installed
         "timeout_graceful_shutdown": settings.shutdown_grace,
+        "timeout_keep_alive": settings.keep_alive_timeout,
     }
 
 

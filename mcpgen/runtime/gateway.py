@@ -13,31 +13,27 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import grpc
 import orjson
-from google.protobuf import json_format
 
-from mcpgen.contract import BundleChanged, GoMicroRoute, Route
+from mcpgen.contract import BundleChanged, Route
 from mcpgen.runtime.arguments import (
     InvalidArguments,
     build_request,
-    response_json,
     strict_arguments,
     validate_arguments,
 )
+from mcpgen.runtime.backend import Backend, Call
 from mcpgen.runtime.bundle import Bundle
-from mcpgen.runtime.grpc_backend import GrpcBackends, NoBackend
+from mcpgen.runtime.grpc_backend import GrpcBackends
+from mcpgen.runtime.mucp_backend import MucpBackends
 from mcpgen.runtime.policy import Caller, Denied, Policy, PolicyOptions
 from mcpgen.runtime.status import BackendError
 
-if TYPE_CHECKING:
-    from mcpgen.runtime.mucp_backend import MucpBackends
-
 STREAM_KEY = "messages"
 TRACE_HEADER = "mcp-trace-id"
-TOOL_HEADER = "mcp-tool-name"  # go-micro's gateway tells services which tool called them
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 
 #: Called with each message of a server stream (its protojson) as it arrives.
@@ -140,18 +136,25 @@ class Gateway:
         observers: Sequence[Observer] = (),
     ) -> None:
         self.bundle = bundle
-        self.backends = backends
+        #: the `Backend` of each route kind: gRPC, and go-micro's mucp over HTTP
+        self.backends: dict[str, Backend] = {
+            "grpc": backends,
+            "go-micro": micro or MucpBackends(backends.config, backends.breakers),
+        }
         self.options = options or GatewayOptions()
-        self.micro = micro  # go-micro services (mucp over HTTP), when the bundle has any
         self.policy = policy or Policy(bundle.declared_scopes, PolicyOptions())
         self.observers = list(observers)
         #: reloads the bundle when it changed under the server (`runtime.reload`)
         self.reload: Callable[[], Awaitable[Any]] | None = None
 
     async def close(self) -> None:
-        await self.backends.close()
-        if self.micro is not None:
-            await self.micro.close()
+        await self.policy.rates.close()
+        for backend in self.backends.values():
+            await backend.close()
+
+    def health(self) -> dict[str, str]:
+        """The circuit state of every backend target called so far."""
+        return {t: s for backend in self.backends.values() for t, s in backend.health().items()}
 
     def metadata(self, context: CallContext) -> list[tuple[str, str]]:
         """gRPC metadata of a call: its trace id, W3C trace context, and forwarded headers."""
@@ -206,7 +209,7 @@ class Gateway:
             observer.started(name)
         try:
             self.policy.authorize(name, context.caller)
-            self.policy.admit(name, context.caller)
+            await self.policy.admit(name, context.caller)
             self.policy.enter()
             try:
                 return await self._forward(bundle, name, route, arguments, context)
@@ -263,80 +266,29 @@ class Gateway:
             check_size(arguments, self.options.max_argument_bytes, self.options.max_depth)
         if bundle.strict_inputs:
             arguments = strict_arguments(arguments or {}, bundle.strict_validator(name))
-        if isinstance(route, GoMicroRoute):
-            return await self._call_micro(bundle, name, route, arguments or {}, context)
-        method = bundle.grpc_method(name)
-        request = build_request(arguments, method.input_class, bundle.input_validator(name))
-        timeout = self.options.tool_timeouts.get(name, self.options.timeout)
-        metadata = self.metadata(context)
-        try:
-            if method.streaming == "server":
-                return await self._collect(method, request, timeout, metadata, context)
-            response = await self.backends.unary(
-                method.service, method.path, request, method.output_class, timeout, metadata,
-                method.nodes,
-            )  # fmt: skip
-        except grpc.aio.AioRpcError as error:
-            raise BackendError.from_rpc_error(error) from None
-        except NoBackend as error:
-            raise BackendError(grpc.StatusCode.UNAVAILABLE, str(error)) from None
-        return response_json(response)
-
-    async def _call_micro(
-        self,
-        bundle: Bundle,
-        name: str,
-        route: GoMicroRoute,
-        arguments: dict[str, Any],
-        context: CallContext,
-    ) -> dict[str, Any]:
-        """A go-micro endpoint over mucp. With the protos, the request is checked and written
-        as protojson and the answer read back through its type; from a registry alone, the
-        arguments are checked against the registry's (loose) schema and sent as they are."""
-        if self.micro is None:
-            raise BackendError(grpc.StatusCode.UNIMPLEMENTED, "go-micro forwarding is off")
+        method = bundle.method(name)
         validator = bundle.input_validator(name)
-        output_class = None
-        if route.request is not None and route.response is not None:
-            request = build_request(arguments, bundle.message_class(route.request), validator)
-            body: dict[str, Any] = json_format.MessageToDict(
-                request, descriptor_pool=request.DESCRIPTOR.file.pool
-            )
-            output_class = bundle.message_class(route.response)
-        else:  # the manifest's schema is the only one; a strict bundle checked it already
-            strict = bundle.strict_inputs
-            problems = [] if strict else validate_arguments(arguments, validator)
+        request: Any
+        if method.input_class is not None:  # checked and converted by the tool's type
+            request = build_request(arguments, method.input_class, validator)
+        else:  # a registry's (loose) schema is the only one; a strict bundle checked it already
+            request = arguments or {}
+            problems = [] if bundle.strict_inputs else validate_arguments(request, validator)
             if problems:
                 raise InvalidArguments(problems)
-            body = arguments
-        try:
-            answer = await self.micro.call(
-                route.service,
-                route.endpoint,
-                list(route.nodes),
-                body,
-                self.options.tool_timeouts.get(name, self.options.timeout),
-                [*self.metadata(context), (TOOL_HEADER, name)],
-            )
-        except NoBackend as error:
-            raise BackendError(grpc.StatusCode.UNAVAILABLE, str(error)) from None
-        if output_class is not None:
-            message = output_class()
-            try:
-                json_format.ParseDict(
-                    answer, message, ignore_unknown_fields=True,
-                    descriptor_pool=message.DESCRIPTOR.file.pool,
-                )  # fmt: skip
-            except (json_format.ParseError, ValueError, TypeError) as exc:
-                raise BackendError(
-                    grpc.StatusCode.INTERNAL,
-                    f"{route.service} {route.endpoint} answered with JSON that is not a "
-                    f"{output_class.DESCRIPTOR.full_name}: {exc}",
-                ) from None
-            return response_json(message)
-        return answer if isinstance(answer, dict) else {"value": answer}
+        call = Call(
+            tool=name,
+            method=method,
+            request=request,
+            timeout=self.options.tool_timeouts.get(name, self.options.timeout),
+            metadata=self.metadata(context),
+        )
+        backend = self.backends[route.kind]
+        if method.streaming:
+            return await self._collect(backend, call, context)
+        return await backend.call(call)
 
-    async def _collect(self, method, request, timeout, metadata, context) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    async def _collect(self, backend: Backend, call: Call, context: CallContext) -> dict[str, Any]:
         """A server stream gathered into `{"messages": [...], "truncated": bool}`.
 
         The gateway ends the call at `max_stream_messages` messages, or at the deadline once
@@ -346,25 +298,21 @@ class Gateway:
         messages: list[dict[str, Any]] = []
         truncated = False
         limit = self.options.max_stream_messages
-        stream = self.backends.server_stream(
-            method.service, method.path, request, method.output_class, timeout, metadata,
-            method.nodes,
-        )  # fmt: skip
+        stream = backend.stream(call)
         try:
-            async for message in stream:
-                document = response_json(message)
+            async for document in stream:
                 messages.append(document)
                 if context.on_message is not None:
                     await context.on_message(len(messages), document)
                 if len(messages) >= limit:
                     truncated = True
                     break
-        except grpc.aio.AioRpcError as error:
-            if error.code() != grpc.StatusCode.DEADLINE_EXCEEDED or not messages:
+        except BackendError as error:
+            if error.code != grpc.StatusCode.DEADLINE_EXCEEDED or not messages:
                 raise
             truncated = True
         finally:
-            await stream.aclose()
+            await stream.aclose()  # type: ignore[attr-defined]
         return {STREAM_KEY: messages, "truncated": truncated}
 
 

@@ -19,8 +19,12 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
+from mcpgen.contract import GrpcRoute
 from mcpgen.errors import UserError
-from mcpgen.runtime.breaker import Breakers
+from mcpgen.runtime.arguments import response_json
+from mcpgen.runtime.backend import Call
+from mcpgen.runtime.breaker import FAILURES, Breakers
+from mcpgen.runtime.status import BackendError
 
 _SERVICE_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
 _CHANNEL_OPTIONS: list[tuple[str, Any]] = [
@@ -33,6 +37,10 @@ _CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
 ]
+
+
+_HEALTH_CHECK = "/grpc.health.v1.Health/Check"
+_NOT_SERVING = b"\x08\x02"
 
 
 @dataclass(slots=True)
@@ -119,8 +127,9 @@ class NoBackend(Exception):
 
 
 class GrpcBackends:
-    """Channels by target, created on first use and closed together; a circuit breaker per
-    target (none unless `breakers` are given: the server's flags give them)."""
+    """The `Backend` of gRPC routes: channels by target, created on first use and closed
+    together; a circuit breaker per target (none unless `breakers` are given: the server's
+    flags give them)."""
 
     def __init__(self, config: BackendConfig, breakers: Breakers | None = None) -> None:
         self.config = config
@@ -162,8 +171,40 @@ class GrpcBackends:
             else:
                 channel = grpc.aio.insecure_channel(target, _CHANNEL_OPTIONS)
             self._channels[target] = channel
-            self.breakers.of(target).reachable = partial(_connected, channel)
+            self.breakers.of(target).check = partial(_answers, channel)
         return target, channel
+
+    async def call(self, call: Call) -> dict[str, Any]:
+        route, request, output = _route(call)
+        try:
+            response = await self.unary(
+                route.service, route.path, request, output, call.timeout, call.metadata,
+                route.nodes or (),
+            )  # fmt: skip
+        except grpc.aio.AioRpcError as error:
+            raise BackendError.from_rpc_error(error) from None
+        except NoBackend as error:
+            raise BackendError(grpc.StatusCode.UNAVAILABLE, str(error)) from None
+        return response_json(response)
+
+    async def stream(self, call: Call) -> AsyncIterator[dict[str, Any]]:
+        route, request, output = _route(call)
+        messages = self.server_stream(
+            route.service, route.path, request, output, call.timeout, call.metadata,
+            route.nodes or (),
+        )  # fmt: skip
+        try:
+            async for message in messages:
+                yield response_json(message)
+        except grpc.aio.AioRpcError as error:
+            raise BackendError.from_rpc_error(error) from None
+        except NoBackend as error:
+            raise BackendError(grpc.StatusCode.UNAVAILABLE, str(error)) from None
+        finally:
+            await messages.aclose()
+
+    def health(self) -> dict[str, str]:
+        return self.breakers.states(self._channels)
 
     async def unary(
         self,
@@ -219,6 +260,7 @@ class GrpcBackends:
             call.cancel()
 
     async def close(self) -> None:
+        self.breakers.close()
         for channel in self._channels.values():
             await channel.close()
         self._channels.clear()
@@ -226,9 +268,26 @@ class GrpcBackends:
         self._stream.clear()
 
 
-def _connected(channel: grpc.aio.Channel) -> bool:
-    """Whether a channel is connected (and, if not, let it try now)."""
-    return channel.get_state(try_to_connect=True) == grpc.ChannelConnectivity.READY
+def _route(call: Call) -> tuple[GrpcRoute, Message, type[Message]]:
+    """A call's gRPC route, request message and response class (the bundle has all three)."""
+    route, request, output = call.method.route, call.request, call.method.output_class
+    assert isinstance(route, GrpcRoute) and isinstance(request, Message) and output is not None
+    return route, request, output
+
+
+async def _answers(channel: grpc.aio.Channel) -> bool:
+    """The liveness check of a target: `grpc.health.v1.Health/Check` within a second. Any
+    answer counts but NOT_SERVING: UNIMPLEMENTED, from a server without the health service,
+    is an answer too. (The messages are read by hand, to need no health-checking package for
+    one enum: the empty request is no bytes, NOT_SERVING is field 1 = 2.)"""
+    check = channel.unary_unary(
+        _HEALTH_CHECK, request_serializer=bytes, response_deserializer=bytes
+    )
+    try:
+        answer = await check(b"", timeout=1.0)
+    except grpc.aio.AioRpcError as error:
+        return error.code() not in FAILURES
+    return answer != _NOT_SERVING
 
 
 def _serialize(message: Message) -> bytes:

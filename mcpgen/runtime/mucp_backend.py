@@ -21,15 +21,23 @@ import json
 import ssl
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from functools import partial
 from typing import Any
 
 import grpc
 import httpx
+from google.protobuf import json_format
+from google.protobuf.message import Message
 
+from mcpgen.contract import GoMicroRoute
+from mcpgen.runtime.arguments import response_json
+from mcpgen.runtime.backend import Call
 from mcpgen.runtime.breaker import Breakers, CircuitOpen
 from mcpgen.runtime.grpc_backend import BackendConfig, NoBackend
 from mcpgen.runtime.status import BackendError
+
+TOOL_HEADER = "mcp-tool-name"  # go-micro's gateway tells services which tool called them
 
 #: go-micro error codes (HTTP statuses) → the gRPC codes the gateway reports failures in.
 MICRO_CODES = {
@@ -78,8 +86,13 @@ def _header_name(name: str) -> str:
 
 
 class MucpBackends:
-    """One pooled HTTP client for every go-micro service, a round-robin turn per service, and
-    a circuit breaker per node (none unless `breakers` are given: the server's flags give them)."""
+    """The `Backend` of go-micro routes: one pooled HTTP client for every go-micro service, a
+    round-robin turn per service, and a circuit breaker per node (none unless `breakers` are
+    given: the server's flags give them).
+
+    With the service's protos, the request goes as protojson and the answer is read back
+    through its type; from a registry alone, the (already checked) arguments go as they are
+    and the answer comes back as the service wrote it."""
 
     def __init__(
         self, config: BackendConfig | None = None, breakers: Breakers | None = None
@@ -89,6 +102,7 @@ class MucpBackends:
         self._scheme = "https" if (self.config.tls or self.config.ca) else "http"
         self._client: httpx.AsyncClient | None = None
         self._turns: dict[str, int] = {}
+        self._called: set[str] = set()  # node addresses, for `health`
 
     def _tls(self) -> ssl.SSLContext | bool:
         if self._scheme == "http":
@@ -128,7 +142,46 @@ class MucpBackends:
     def _url(self, address: str) -> str:
         return address if "://" in address else f"{self._scheme}://{address}/"
 
-    async def call(
+    async def call(self, call: Call) -> dict[str, Any]:
+        route, request = call.method.route, call.request
+        assert isinstance(route, GoMicroRoute)
+        body = (
+            json_format.MessageToDict(request, descriptor_pool=request.DESCRIPTOR.file.pool)
+            if isinstance(request, Message)
+            else request
+        )
+        try:
+            answer = await self.send(
+                route.service, route.endpoint, route.nodes, body, call.timeout,
+                [*call.metadata, (TOOL_HEADER, call.tool)],
+            )  # fmt: skip
+        except NoBackend as error:
+            raise BackendError(grpc.StatusCode.UNAVAILABLE, str(error)) from None
+        output_class = call.method.output_class
+        if output_class is None:
+            return answer if isinstance(answer, dict) else {"value": answer}
+        message = output_class()
+        try:
+            json_format.ParseDict(
+                answer, message, ignore_unknown_fields=True,
+                descriptor_pool=message.DESCRIPTOR.file.pool,
+            )  # fmt: skip
+        except (json_format.ParseError, ValueError, TypeError) as exc:
+            raise BackendError(
+                grpc.StatusCode.INTERNAL,
+                f"{route.service} {route.endpoint} answered with JSON that is not a "
+                f"{output_class.DESCRIPTOR.full_name}: {exc}",
+            ) from None
+        return response_json(message)
+
+    async def stream(self, call: Call) -> AsyncIterator[dict[str, Any]]:
+        """A go-micro endpoint answers once: that answer is the stream's one message."""
+        yield await self.call(call)
+
+    def health(self) -> dict[str, str]:
+        return self.breakers.states(sorted(self._called))
+
+    async def send(
         self,
         service: str,
         endpoint: str,
@@ -156,6 +209,9 @@ class MucpBackends:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
+            if address not in self._called:
+                self._called.add(address)
+                self.breakers.of(address).check = partial(self._answers, service, address)
             try:
                 guard = self.breakers.guard(address)
             except CircuitOpen as exc:
@@ -197,7 +253,22 @@ class MucpBackends:
             grpc.StatusCode.DEADLINE_EXCEEDED, f"{where} did not answer within {timeout:g} s"
         )
 
+    async def _answers(self, service: str, address: str) -> bool:
+        """The liveness check of a node: go-micro's `Debug.Health` endpoint, which every
+        go-micro server registers; any mucp answer within a second (an error too) counts."""
+        headers = {"Micro-Service": service, "Micro-Endpoint": "Debug.Health",
+                   "Micro-Method": "Debug.Health", "Content-Type": "application/json"}  # fmt: skip
+        try:
+            async with asyncio.timeout(1.0):
+                await self.client().post(
+                    self._url(address), content=b"{}", headers=headers, timeout=1.0
+                )
+        except (httpx.HTTPError, TimeoutError):
+            return False
+        return True
+
     async def close(self) -> None:
+        self.breakers.close()
         if self._client is not None:
             await self._client.aclose()
             self._client = None

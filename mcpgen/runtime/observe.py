@@ -194,6 +194,19 @@ class Metrics:
         self.rate_limited = Counter(
             "mcpgen_rate_limited", "Calls refused by a rate limit.", ["tool"], registry=registry
         )
+        self.store_up = Gauge(
+            "mcpgen_rate_limit_store_up",
+            "1 while the shared rate-limit store (--rate-limit-store) answers, else 0.",
+            ["store"],
+            registry=registry,
+            multiprocess_mode="livemin",
+        )
+        self.store_fallbacks = Counter(
+            "mcpgen_rate_limit_store_fallbacks",
+            "Calls decided without the unreachable rate-limit store, by fallback policy.",
+            ["policy"],
+            registry=registry,
+        )
         # labelled children, looked up once: `labels()` costs about a microsecond a call
         self._calls: dict[tuple[str, str], Any] = {}
         self._durations: dict[str, Any] = {}
@@ -222,6 +235,12 @@ class Metrics:
         denials.inc()
         if reason == "rate_limit":
             self.rate_limited.labels(record.tool).inc()
+
+    def store_state(self, store: str, up: bool) -> None:
+        self.store_up.labels(store).set(1 if up else 0)
+
+    def store_fallback(self, policy: str) -> None:
+        self.store_fallbacks.labels(policy).inc()
 
     def render(self) -> tuple[bytes, str]:
         """The text exposition of `GET /metrics` and its content type."""

@@ -8,7 +8,8 @@ how often.
   them grants the tool (as go-micro's gateway has it); the scope `*` grants every tool; a tool
   with no scopes needs only an authenticated caller.
 - **Rate limits**: token buckets per tool (`--rate-limit`) and per caller
-  (`--rate-limit-per-caller`); a refused call says when to retry.
+  (`--rate-limit-per-caller`), in this process or shared in Redis (`runtime.ratelimit`); a
+  refused call says when to retry.
 - **Concurrency**: at most `--max-concurrency` calls in flight; more are refused at once, so a
   slow backend cannot pile up unbounded work.
 
@@ -25,6 +26,9 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from mcpgen.errors import UserError
+from mcpgen.runtime.ratelimit import Bucket, LocalRates, Rate, RateStore, StoreUnavailable
+
+__all__ = ["ANY_SCOPE", "Caller", "Denied", "Policy", "PolicyOptions", "Rate", "parse_scopes"]
 
 ANY_SCOPE = "*"
 
@@ -56,6 +60,7 @@ class Denied(Exception):
         "scope": "PERMISSION_DENIED",
         "rate_limit": "RESOURCE_EXHAUSTED",
         "busy": "UNAVAILABLE",
+        "rate_limit_store": "UNAVAILABLE",
         "too_large": "INVALID_ARGUMENT",
     }
 
@@ -63,7 +68,7 @@ class Denied(Exception):
         self, reason: str, message: str, http_status: int, retry_after: float | None = None
     ) -> None:
         super().__init__(message)
-        self.reason = reason  # "unauthenticated", "scope", "rate_limit", "busy", "too_large"
+        self.reason = reason  # one of CODES
         self.message = message
         self.http_status = http_status
         self.retry_after = retry_after
@@ -78,48 +83,6 @@ class Denied(Exception):
     def retry_after_header(self) -> str | None:
         """Whole seconds, as `Retry-After` takes them (at least 1)."""
         return None if self.retry_after is None else str(max(1, math.ceil(self.retry_after)))
-
-
-@dataclass(frozen=True, slots=True)
-class Rate:
-    """`RPS[:BURST]`: tokens per second and bucket size (default: one second's worth)."""
-
-    per_second: float
-    burst: float
-
-    @classmethod
-    def parse(cls, text: str, option: str) -> Rate:
-        rate, _, burst = text.partition(":")
-        try:
-            per_second = float(rate)
-            size = float(burst) if burst else max(1.0, per_second)
-        except ValueError:
-            raise UserError(
-                f"{option} {text!r} is not RPS[:BURST]", hint=f"e.g. {option} 10:20"
-            ) from None
-        if not (per_second > 0 and size >= 1 and math.isfinite(per_second + size)):
-            raise UserError(f"{option} {text!r}: the rate must be > 0 and the burst at least 1")
-        return cls(per_second, size)
-
-
-@dataclass(slots=True)
-class TokenBucket:
-    rate: Rate
-    tokens: float = -1.0
-    updated: float = 0.0
-
-    def take(self, now: float) -> float:
-        """0 when a token was taken, else the seconds until one is available."""
-        if self.tokens < 0:
-            self.tokens, self.updated = self.rate.burst, now
-        self.tokens = min(
-            self.rate.burst, self.tokens + (now - self.updated) * self.rate.per_second
-        )
-        self.updated = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return 0.0
-        return (1 - self.tokens) / self.rate.per_second
 
 
 @dataclass(slots=True)
@@ -140,9 +103,11 @@ class Policy:
         options: PolicyOptions,
         clock: Callable[[], float] = time.monotonic,
         known: Collection[str] | None = None,
+        rates: RateStore | None = None,
     ) -> None:
         """`declared`: the scopes each served tool's route declares (`Bundle.declared_scopes`);
-        `known`: every tool `--scope` may name (default: those served)."""
+        `known`: every tool `--scope` may name (default: those served); `rates`: where the
+        buckets live (default: in this process, on `clock`)."""
         unknown = sorted(set(options.scopes) - set(declared if known is None else known))
         if unknown:
             raise UserError(
@@ -150,11 +115,9 @@ class Policy:
                 hint="use the tool names `mcpgen tools` lists",
             )
         self.options = options
-        self.clock = clock  # seconds; tests move it by hand
         self.required: dict[str, frozenset[str]] = {}
         self.update(declared)
-        self._tool_buckets: dict[str, TokenBucket] = {}
-        self._caller_buckets: dict[str, TokenBucket] = {}
+        self.rates = rates or LocalRates(clock, options.max_callers)
         self.in_flight = 0
 
     def update(self, declared: Mapping[str, Sequence[str]]) -> None:
@@ -186,37 +149,30 @@ class Policy:
 
     # ---- how often ----------------------------------------------------------------------------
 
-    def admit(self, tool: str, caller: Caller) -> None:
-        """Take a token of the tool's and the caller's buckets, or refuse with when to retry."""
-        now = self.clock()
-        waits = []
+    async def admit(self, tool: str, caller: Caller) -> None:
+        """Take a token of the tool's and the caller's buckets (of both or neither), or refuse
+        with when to retry."""
+        buckets, names = [], []
         if self.options.rate_limit is not None:
-            bucket = self._tool_buckets.get(tool)
-            if bucket is None:
-                bucket = self._tool_buckets[tool] = TokenBucket(self.options.rate_limit)
-            waits.append(("tool " + tool, bucket.take(now)))
+            buckets.append(Bucket("tool:" + tool, self.options.rate_limit))
+            names.append("tool " + tool)
         if self.options.rate_limit_per_caller is not None:
-            waits.append((f"account {caller.account}", self._caller_bucket(caller).take(now)))
-        limited = [(who, wait) for who, wait in waits if wait > 0]
-        if limited:
-            who, wait = max(limited, key=lambda item: item[1])
+            buckets.append(Bucket("caller:" + caller.account, self.options.rate_limit_per_caller))
+            names.append(f"account {caller.account}")
+        if not buckets:
+            return
+        try:
+            waits = await self.rates.take(buckets)
+        except StoreUnavailable as exc:
+            raise Denied("rate_limit_store", str(exc), 503, retry_after=1.0) from None
+        if any(waits):
+            wait, who = max(zip(waits, names, strict=True))
             raise Denied(
                 "rate_limit",
                 f"RESOURCE_EXHAUSTED: rate limit of {who} reached; retry in {wait:.2f} s",
                 429,
                 retry_after=wait,
             )
-
-    def _caller_bucket(self, caller: Caller) -> TokenBucket:
-        buckets = self._caller_buckets
-        bucket = buckets.pop(caller.account, None)  # re-inserted last: least recently used first
-        if bucket is None:
-            assert self.options.rate_limit_per_caller is not None
-            bucket = TokenBucket(self.options.rate_limit_per_caller)
-            if len(buckets) >= self.options.max_callers:
-                del buckets[next(iter(buckets))]
-        buckets[caller.account] = bucket
-        return bucket
 
     def enter(self) -> None:
         """Count a call in; refuse it when `max_concurrency` calls are already in flight."""

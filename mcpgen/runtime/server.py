@@ -387,7 +387,12 @@ class RestFrontend:
         return JSONResponse({"tools": self.gateway.visible_tools(_caller(request))})
 
     async def health(self, request: Request) -> Response:
-        return JSONResponse({"status": "ok", "tools": len(self.gateway.bundle.names)})
+        """Always 200 while the server serves: a backend that is down is each call's error,
+        not a reason to take the gateway out of rotation. `backends` says how they fare."""
+        gateway = self.gateway
+        return JSONResponse(
+            {"status": "ok", "tools": len(gateway.bundle.names), "backends": gateway.health()}
+        )
 
     async def call(self, request: Request) -> Response:
         context = CallContext(

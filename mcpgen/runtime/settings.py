@@ -18,6 +18,7 @@ from mcpgen.errors import UserError
 from mcpgen.runtime.grpc_backend import BackendConfig
 from mcpgen.runtime.limits import DEFAULT_MAX_BODY
 from mcpgen.runtime.policy import Rate, parse_scopes
+from mcpgen.runtime.ratelimit import check_store_url
 from mcpgen.toolsets import Selection
 
 
@@ -46,6 +47,7 @@ class ServerSettings:
     allowed_hosts: tuple[str, ...] = ()
     max_body: int = DEFAULT_MAX_BODY
     shutdown_grace: float = 30.0
+    keep_alive_timeout: float = 5.0  # uvicorn's default
     workers: int = 1
     page_size: int = 100
     log_level: str = "warning"
@@ -65,6 +67,8 @@ class ServerSettings:
     scopes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     rate_limit: Rate | None = None
     rate_limit_per_caller: Rate | None = None
+    rate_limit_store: str = "local"  # or a Redis URL (`runtime.ratelimit.RedisRates`)
+    rate_limit_store_fallback: str = "local"  # or "refuse"
     max_concurrency: int | None = None
     max_argument_bytes: int = 1024 * 1024
     max_argument_depth: int = 64
@@ -98,6 +102,8 @@ class ServerSettings:
             read_only=raw.pop("read_only"),
         )
         rate, per_caller = raw.pop("rate_limit"), raw.pop("rate_limit_per_caller")
+        if raw.get("rate_limit_store", "local") != "local":
+            check_store_url(raw["rate_limit_store"])
         values: dict[str, Any] = {
             "backend": backend,
             "selection": selection,
