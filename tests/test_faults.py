@@ -235,6 +235,37 @@ async def test_slow_calls_open_the_circuit_and_only_one_probe_runs(library_bundl
         await gateway.close()
 
 
+async def test_restarts_leave_no_tasks_behind(library_bundle):
+    """Each restart opens the circuit (a liveness watch task starts) and the return closes it
+    (the watch ends): after three rounds the loop holds the tasks it held after the first, and
+    after close none of the gateway's."""
+    port = free_port()
+    target = f"127.0.0.1:{port}"
+    breakers = Breakers(failures=3, cooldown=60)  # the real clock: only the watch can reopen
+    gateway = grpc_gateway(library_bundle, target, breakers, timeout=5)
+    backend = LibraryBackend(library_bundle)
+    backend.start(port)
+    before = set(asyncio.all_tasks())
+    counts = []
+    try:
+        for _ in range(3):
+            assert await call(gateway, LIST) == {}
+            backend.stop()
+            while breakers.of(target).state != "open":
+                with contextlib.suppress(BackendError):
+                    await call(gateway, LIST)
+            backend.start(port)
+            assert await eventually(lambda: call(gateway, LIST)) == {}  # the watch saw it back
+            assert breakers.of(target).state == "closed"
+            counts.append(len(asyncio.all_tasks() - before))
+        assert counts[1] <= counts[0] and counts[2] <= counts[0], counts
+    finally:
+        backend.stop()
+        await gateway.close()
+    await asyncio.sleep(0)  # let cancelled tasks finish
+    assert {t for t in asyncio.all_tasks() - before if not t.done()} == set()
+
+
 @pytest.fixture
 def silent() -> Iterator[str]:
     """An address that accepts connections and never says a word (a hung process)."""
