@@ -28,7 +28,7 @@ import orjson
 from google.protobuf import descriptor_pb2
 
 from mcpgen import __version__
-from mcpgen.cache import Cache, key_of, pack, unpack
+from mcpgen.cache import Cache, key_of
 from mcpgen.config import Config
 from mcpgen.contract import (
     CATALOG,
@@ -158,11 +158,25 @@ def build(
     workers: int | None = None,
 ) -> BuildResult:
     """Build the bundle of `config` into `config.out`, replacing it only when all went well."""
+    cache = cache or Cache.disabled()
+    cache.hold()  # protoc's entries are stored beside the render (`_write_descriptors`)
+    try:
+        return _build(config, warnings, progress, cache, workers)
+    finally:
+        cache.flush()  # what a failed build compiled is kept too
+
+
+def _build(
+    config: Config,
+    warnings: Warnings | None,
+    progress: Progress | None,
+    cache: Cache,
+    workers: int | None,
+) -> BuildResult:
     global _STATE
     started = time.perf_counter()
     warnings = warnings if warnings is not None else Warnings()
     progress = progress or Progress.silent()
-    cache = cache or Cache.disabled()
     progress.stage(f"reading {len(config.sources)} source(s)")
     found = classify_sources(config.sources, config.import_paths)
     registry = registry_services(found)
@@ -450,6 +464,8 @@ def _render_all(
 
 def _render_in_worker(job: ShardJob) -> ShardOutcome | BaseException:
     """A worker's render: errors come back as values (a UserError keeps its message)."""
+    assert _STATE is not None
+    _STATE.cache.forget_held()  # the parent's to store; a worker stores its own at once
     try:
         return render_shard(job, cached=False)
     except UserError as exc:
@@ -488,16 +504,14 @@ def render_shard(job: ShardJob, cached: bool = True) -> ShardOutcome:
     )
     specs.sort(key=lambda s: s.name)
     digests: dict[str, str] = {}
-    blobs: list[tuple[str, bytes]] = []
     for name, chunks in shard_files(job.name, specs, job.files, catalog):
         digests[name] = write_file(state.folder, name, chunks)
         if job.key is not None:
-            blobs.append((name, b"".join(chunks)))
+            state.cache.put_file(state.folder / name, digests[name])
     services = sorted({s.route["service"] for s in specs})
     read_only = [s.name for s in specs if s.tool.get("annotations", {}).get("readOnlyHint")]
     scopes = {s.name: list(s.route["scopes"]) for s in specs if s.route.get("scopes")}
     if job.key is not None:
-        state.cache.put("shard", job.key, pack(blobs))
         meta = {"files": digests, "warnings": warnings.items, "services": services,
                 "readOnly": read_only, "scopes": scopes}  # fmt: skip
         state.cache.put("shard-meta", job.key, orjson.dumps(meta))
@@ -506,20 +520,18 @@ def render_shard(job: ShardJob, cached: bool = True) -> ShardOutcome:
 
 def _from_cache(job: ShardJob, state: _State) -> ShardOutcome | None:
     """A shard from the cache: its files linked from the bundle being replaced where that
-    holds them unchanged (no bytes copied), written from the cache's copy otherwise."""
+    holds them unchanged, else from the cache's blobs (both checked against their digests)."""
     meta = _shard_meta(state.cache.get("shard-meta", job.key or ""))
     if meta is None or set(meta["files"]) != set(job.files.names()):
         return None
     wanted: dict[str, str] = meta["files"]
-    missing = [n for n, d in wanted.items() if not _reuse(n, d, state)]
-    if missing:
-        payload = state.cache.get("shard", job.key or "")
-        entries = dict(unpack(payload) or []) if payload is not None else {}
-        for name in missing:
-            blob = entries.get(name)
-            if blob is None or digest(blob) != wanted[name]:
-                return None
-            write_file(state.folder, name, [blob])
+    placed: list[Path] = []
+    for name, want in wanted.items():
+        if not _reuse(name, want, state) and not state.cache.link_file(want, state.folder / name):
+            for path in placed:  # links: rendering must not write through them
+                path.unlink()
+            return None
+        placed.append(state.folder / name)
     return ShardOutcome(job.name, dict(wanted), meta["warnings"], meta["services"], True,
                         meta["readOnly"], meta["scopes"])  # fmt: skip
 
@@ -562,7 +574,9 @@ def _write_descriptors(
     writer: BundleWriter,
     cache: Cache,
 ) -> dict[str, DescriptorEntry]:
-    """One FileDescriptorSet per proto package of the files the tools reach."""
+    """One FileDescriptorSet per proto package of the files the tools reach; and the cache
+    entries held since compiling are stored."""
+    cache.flush()
     needed = {n for j in jobs for n in j.closure}
     if not needed:
         return {}

@@ -7,7 +7,13 @@ damaged or written by something else is detected, ignored, deleted and rewritten
 trusted. Entries are written to a temporary name and renamed, so concurrent builds sharing a
 folder (CI jobs restoring one cache) see whole entries or none.
 
+Bundle files are kept as blobs named by their own digest, hard-linked to the file the build
+just wrote where the cache shares its file system (a cold build then writes each byte once,
+not twice) and copied otherwise. A blob is hashed again before every use, so one changed
+through a link (a bundle file edited in place) is found, deleted and stored anew, never used.
+
     <dir>/v1/<kind>/<key[:2]>/<key>
+    <dir>/v1/blob/<sha256[:2]>/<sha256>
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import shutil
 import struct
 import tempfile
 from dataclasses import dataclass
@@ -27,6 +34,7 @@ MAGIC = b"MCPGENC1"
 LAYOUT = "v1"
 ENV = "MCPGEN_CACHE_DIR"
 _HEADER = struct.Struct(">32s32sQ")  # key, sha256 of the payload, payload length
+BLOB = "blob"
 
 
 def default_dir() -> Path:
@@ -83,6 +91,22 @@ class Cache:
         self.folder = folder / LAYOUT if folder is not None else None
         self.stats: dict[str, Stats] = {}
         self._usable = folder is not None
+        self._held: list[tuple[str, str, bytes]] | None = None
+
+    def hold(self) -> None:
+        """Keep what `put` is given in memory until `flush`: a build stores the entries of its
+        serial part while its workers render, off the path everyone waits on."""
+        self._held = []
+
+    def forget_held(self) -> None:
+        """In a forked worker: what the parent held is the parent's to store."""
+        self._held = None
+
+    def flush(self) -> None:
+        """Store what was held, and store at once from now on."""
+        held, self._held = self._held or [], None
+        for kind, key, payload in held:
+            self.put(kind, key, payload)
 
     @classmethod
     def disabled(cls) -> Cache:
@@ -120,6 +144,9 @@ class Cache:
     def put(self, kind: str, key: str, payload: bytes) -> None:
         if not self._usable:
             return
+        if self._held is not None:
+            self._held.append((kind, key, payload))
+            return
         path = self._path(kind, key)
         header = MAGIC + _HEADER.pack(
             bytes.fromhex(key), hashlib.sha256(payload).digest(), len(payload)
@@ -134,6 +161,53 @@ class Cache:
         except OSError:  # a read-only or full cache folder slows builds down, never fails them
             self._usable = False
 
+    def put_file(self, path: Path, digest: str) -> None:
+        """Keep the file at `path`, whose digest (`sha256:<hex>`) is `digest`, as a blob."""
+        if not self._usable:
+            return
+        blob = self._path(BLOB, digest.removeprefix("sha256:"))
+        try:
+            blob.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(path, blob)
+            except FileExistsError:  # the same bytes, or damage the next use will find
+                return
+            except OSError:  # another file system, or no links there: a copy
+                fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=blob.parent)
+                with os.fdopen(fd, "wb") as stream, path.open("rb") as source:
+                    shutil.copyfileobj(source, stream)
+                os.replace(tmp, blob)
+        except OSError:
+            self._usable = False
+
+    def link_file(self, digest: str, target: Path) -> bool:
+        """Put the blob of `digest` at `target` (a hard link, else a copy) when it still
+        hashes to `digest`; False when there is none or it has changed (then it is deleted)."""
+        if not self._usable:
+            return False
+        blob = self._path(BLOB, digest.removeprefix("sha256:"))
+        stats = self._stats(BLOB)
+        h = hashlib.sha256()
+        try:
+            with blob.open("rb") as stream:
+                while block := stream.read(1 << 20):
+                    h.update(block)
+        except OSError:
+            stats.misses += 1
+            return False
+        if "sha256:" + h.hexdigest() != digest:
+            stats.rejected += 1
+            stats.misses += 1
+            blob.unlink(missing_ok=True)
+            return False
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(blob, target)
+        except OSError:
+            shutil.copyfile(blob, target)
+        stats.hits += 1
+        return True
+
 
 def _payload(data: bytes, key: str) -> bytes | None:
     """The payload of an entry file, or None when it is not a whole entry stored for `key`."""
@@ -147,33 +221,3 @@ def _payload(data: bytes, key: str) -> bytes | None:
     if hashlib.sha256(payload).digest() != sha:
         return None
     return payload
-
-
-def pack(files: list[tuple[str, bytes]]) -> bytes:
-    """Several named blobs as one payload."""
-    out = [len(files).to_bytes(4, "big")]
-    for name, blob in files:
-        raw = name.encode()
-        out += [len(raw).to_bytes(4, "big"), raw, len(blob).to_bytes(8, "big"), blob]
-    return b"".join(out)
-
-
-def unpack(payload: bytes) -> list[tuple[str, bytes]] | None:
-    """The blobs of `pack`, or None when the payload is not such a pack."""
-    try:
-        view = memoryview(payload)
-        count = int.from_bytes(view[:4], "big")
-        at, files = 4, []
-        for _ in range(count):
-            n = int.from_bytes(view[at : at + 4], "big")
-            name = bytes(view[at + 4 : at + 4 + n]).decode()
-            at += 4 + n
-            size = int.from_bytes(view[at : at + 8], "big")
-            blob = bytes(view[at + 8 : at + 8 + size])
-            if len(blob) != size:
-                return None
-            files.append((name, blob))
-            at += 8 + size
-        return files if at == len(payload) else None
-    except (UnicodeDecodeError, ValueError):
-        return None

@@ -83,18 +83,20 @@ def test_damaged_and_foreign_entries_are_rejected_and_rewritten(tmp_path):
     cold, _ = make(tmp_path, "cold", Cache(cache_dir))
     entries = sorted(p for p in cache_dir.rglob("*") if p.is_file())
     assert entries
-    shard_entries = [p for p in entries if "/shard/" in p.as_posix()]
+    blobs = [p for p in entries if "/blob/" in p.as_posix()]
     protoc_entries = [p for p in entries if "/protoc/" in p.as_posix()]
-    shard_entries[0].write_bytes(shard_entries[0].read_bytes()[:-7] + b"garbage")  # damaged
+    damaged = blobs[0].read_bytes()[:-7] + b"garbage"
+    blobs[0].unlink()
+    blobs[0].write_bytes(damaged)  # damaged (a new file: the cold bundle keeps its bytes)
     shutil.copy(protoc_entries[1], protoc_entries[0])  # foreign: another key's entry
     cache = Cache(cache_dir)
     again, result = make(tmp_path, "again", cache)
     assert again == cold
-    assert cache.stats["shard"].rejected == 1 and cache.stats["protoc"].rejected == 1
+    assert cache.stats["blob"].rejected == 1 and cache.stats["protoc"].rejected == 1
     assert result.shards_cached == result.shards - 1
     third = Cache(cache_dir)
     assert make(tmp_path, "third", third)[0] == cold
-    assert third.stats["shard"].rejected == 0 and third.stats["protoc"].rejected == 0
+    assert third.stats["blob"].rejected == 0 and third.stats["protoc"].rejected == 0
 
 
 def test_an_unwritable_cache_slows_builds_down_but_never_fails_them(tmp_path):
@@ -109,6 +111,15 @@ def test_workers_render_what_one_process_renders(tmp_path, monkeypatch):
     monkeypatch.setattr(build_module, "PARALLEL_TOOLS", 1)
     forked, _ = make(tmp_path, "forked", Cache.disabled(), workers=2)
     assert forked == alone
+
+
+def test_what_workers_and_their_parent_render_is_cached(tmp_path, monkeypatch):
+    monkeypatch.setattr(build_module, "PARALLEL_TOOLS", 1)
+    cache = Cache(tmp_path / "cache")
+    forked, _ = make(tmp_path, "forked", cache, workers=2)
+    again, result = make(tmp_path, "again", Cache(tmp_path / "cache"), workers=2)
+    assert again == forked
+    assert (result.shards_cached, result.files_compiled) == (result.shards, 0)
 
 
 def test_keys_cover_every_part_and_the_version():
@@ -144,8 +155,35 @@ def test_a_rebuild_links_the_files_it_keeps_and_never_trusts_an_edited_one(tmp_p
     shard.write_bytes(shard.read_bytes().replace(b"Echo", b"Ekko"))  # edited in place
     inode = (out / "tools" / "acme.library.v1.json").stat().st_ino
     build(config, Warnings(), cache=cache)
-    assert files_of(out) == first  # the edited file came back from the cache's copy
+    assert files_of(out) == first  # the edited file (and its blob, one inode) rendered again
     assert (out / "tools" / "acme.library.v1.json").stat().st_ino == inode  # linked, not copied
+    assert cache.stats["blob"].rejected == 1
+
+
+def test_a_cold_build_links_its_files_into_the_cache_and_a_new_folder_links_them_out(tmp_path):
+    cache = Cache(tmp_path / "cache")
+    first, _ = make(tmp_path, "first", cache)
+    kept = tmp_path / "first" / "tools" / "acme.library.v1.json"
+    assert kept.stat().st_nlink == 2  # the bundle's file and the cache's blob: bytes written once
+    again, result = make(tmp_path, "again", Cache(tmp_path / "cache"))
+    assert again == first and result.shards_cached == result.shards
+    assert (tmp_path / "again" / "tools" / "acme.library.v1.json").stat().st_ino == (
+        kept.stat().st_ino
+    )
+
+
+def test_a_cache_on_another_file_system_holds_copies(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    def no_links(source: object, target: object) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", no_links)
+    first, _ = make(tmp_path, "first", Cache(tmp_path / "cache"))
+    assert (tmp_path / "first" / "tools" / "acme.library.v1.json").stat().st_nlink == 1
+    again, result = make(tmp_path, "again", Cache(tmp_path / "cache"))
+    assert again == first and result.shards_cached == result.shards  # copied out of the cache
 
 
 def test_other_mcpgen_code_never_reuses_entries(tmp_path, monkeypatch):
