@@ -29,6 +29,7 @@ from importlib import metadata
 from pathlib import Path
 
 from mcpgen import __version__
+from mcpgen.contract import file_digest
 
 MAGIC = b"MCPGENC1"
 LAYOUT = "v1"
@@ -187,15 +188,11 @@ class Cache:
             return False
         blob = self._path(BLOB, digest.removeprefix("sha256:"))
         stats = self._stats(BLOB)
-        h = hashlib.sha256()
-        try:
-            with blob.open("rb") as stream:
-                while block := stream.read(1 << 20):
-                    h.update(block)
-        except OSError:
+        found = file_digest(blob)
+        if found is None:
             stats.misses += 1
             return False
-        if "sha256:" + h.hexdigest() != digest:
+        if found != digest:
             stats.rejected += 1
             stats.misses += 1
             blob.unlink(missing_ok=True)
