@@ -95,12 +95,37 @@ def load_manifest(spec: str) -> dict[str, Any]:
     OUT --json` saved to a file, or `REV:PATH` from git (a path on disk wins), as one document;
     version-1 bundles are read too, so that the first pull request after upgrading mcpgen
     still gets a diff against the committed bundle."""
+    document = _saved_document(spec)
+    return document if document is not None else manifest_of(open_bundle(spec, git_revisions=True))
+
+
+def _saved_document(spec: str) -> dict[str, Any] | None:
     path = Path(spec)
-    if path.is_file() and path.name != "manifest.json":
-        document = _tools_document(path)
-        if document is not None:
-            return document
-    return manifest_of(open_bundle(spec, git_revisions=True))
+    return _tools_document(path) if path.is_file() and path.name != "manifest.json" else None
+
+
+def load_pair(old: str, new: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Both sides as `load_manifest` gives them, but of two version-2 bundles only the shards
+    whose tools file differs (by the digests their indexes record) are read: a shard the same
+    on both sides holds no change, and a pull request touching one package of thousands reads
+    that package, not the whole bundle twice."""
+    saved = _saved_document(old), _saved_document(new)
+    if saved != (None, None):
+        return saved[0] or load_manifest(old), saved[1] or load_manifest(new)
+    views = open_bundle(old, git_revisions=True), open_bundle(new, git_revisions=True)
+    if any(v.version != 2 for v in views):
+        return manifest_of(views[0]), manifest_of(views[1])
+    names = views[0].index.shards.keys() | views[1].index.shards.keys()
+    differ = {name for name in names if _tools_digest(views[0], name) is None
+              or _tools_digest(views[0], name) != _tools_digest(views[1], name)}  # fmt: skip
+    return tuple(  # type: ignore[return-value]
+        manifest_of(v, [n for n in differ if n in v.index.shards]) for v in views
+    )
+
+
+def _tools_digest(view: BundleView, shard: str) -> str | None:
+    entry = view.index.shards.get(shard)
+    return None if entry is None else view.index.digests.get(entry.files.tools)
 
 
 def _tools_document(path: Path) -> dict[str, Any] | None:
@@ -658,7 +683,7 @@ def command(old: str, new: str, output_format: str, allow_breaking: bool) -> Non
 
     Exits 1 when a change is breaking for AI clients, unless --allow-breaking.
     """
-    old_manifest, new_manifest = load_manifest(old), load_manifest(new)
+    old_manifest, new_manifest = load_pair(old, new)
     changes = diff_manifests(old_manifest, new_manifest)
     if output_format == "json":
         report = render_json(changes, old_manifest, new_manifest)

@@ -641,3 +641,28 @@ def test_a_folder_without_a_manifest_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match=r"holds no manifest\.json"):
         load_manifest(str(tmp_path / "empty"))
+
+
+def test_two_bundles_are_compared_by_the_shards_that_differ(tmp_path, monkeypatch):
+    from mcpgen.contract import BundleView
+    from mcpgen.diff import load_pair
+    from tests.conftest import PROTOS
+
+    protos = tmp_path / "protos"
+    shutil.copytree(PROTOS, protos)
+    old, new = tmp_path / "old", tmp_path / "new"
+    build(Config(sources=[str(protos)], out=str(old), models=False))
+    types = protos / "acme" / "types" / "v1" / "types.proto"
+    text = types.read_text()
+    assert "rpc EchoWellKnown(WellKnown) returns (WellKnown);" in text
+    types.write_text(text.replace("  rpc EchoWellKnown(WellKnown) returns (WellKnown);\n", ""))
+    build(Config(sources=[str(protos)], out=str(new), models=False))
+    full = diff_manifests(load_manifest(str(old)), load_manifest(str(new)))
+    read: list[str] = []
+    shard = BundleView.shard
+    monkeypatch.setattr(
+        BundleView, "shard", lambda view, name: read.append(name) or shard(view, name)
+    )
+    assert diff_manifests(*load_pair(str(old), str(new))) == full
+    assert read == ["acme.types.v1", "acme.types.v1"]  # one shard of five, once per side
+    assert [(c.tool, c.message) for c in full] == [("Types_EchoWellKnown", "tool removed")]
