@@ -159,7 +159,7 @@ def build(
 ) -> BuildResult:
     """Build the bundle of `config` into `config.out`, replacing it only when all went well."""
     cache = cache or Cache.disabled()
-    cache.hold()  # protoc's entries are stored beside the render (`_write_descriptors`)
+    cache.hold()  # protoc's entries are stored beside the render (`beside_the_render`)
     try:
         return _build(config, warnings, progress, cache, workers)
     finally:
@@ -193,9 +193,12 @@ def _build(
     planned = plan_tools(outline, config, warnings)
     jobs = _jobs(planned, full, by_name, loaded.digests, config)
     writer = BundleWriter(Path(config.out))
-    descriptors = _Alongside(
-        _write_descriptors, jobs, loaded.files, by_name, loaded.digests, writer, cache
-    )
+
+    def beside_the_render() -> dict[str, DescriptorEntry]:
+        cache.flush()  # what compiling held back
+        return _write_descriptors(jobs, loaded.files, by_name, loaded.digests, writer, cache)
+
+    descriptors = _Alongside(beside_the_render)
     try:
         _STATE = _State(config, by_name, writer.tmp, cache, full, _previous_digests(config))
         outcomes = list(_render_all(jobs, progress, workers, descriptors))
@@ -574,9 +577,7 @@ def _write_descriptors(
     writer: BundleWriter,
     cache: Cache,
 ) -> dict[str, DescriptorEntry]:
-    """One FileDescriptorSet per proto package of the files the tools reach; and the cache
-    entries held since compiling are stored."""
-    cache.flush()
+    """One FileDescriptorSet per proto package of the files the tools reach."""
     needed = {n for j in jobs for n in j.closure}
     if not needed:
         return {}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable
@@ -116,3 +117,11 @@ def display_path(path: Path) -> str:
         return path.relative_to(Path.cwd()).as_posix()
     except ValueError:
         return path.as_posix()
+
+
+_USERINFO = re.compile(r"//[^/@]*@")
+
+
+def without_credentials(address: str) -> str:
+    """`address` without its `user:password@` part: what messages and logs may show."""
+    return _USERINFO.sub("//", address)

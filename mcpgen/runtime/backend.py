@@ -9,7 +9,7 @@ protojson), connection handling and circuit breakers are theirs; the gateway see
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -35,7 +35,7 @@ class Backend(Protocol):
         """The answer as the tool's structured result. Raises BackendError."""
         ...
 
-    def stream(self, call: Call) -> AsyncIterator[dict[str, Any]]:
+    def stream(self, call: Call) -> AsyncGenerator[dict[str, Any], None]:
         """The messages of a server stream as they arrive; closing it cancels the call.
         Raises BackendError (a deadline included)."""
         ...

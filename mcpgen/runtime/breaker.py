@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
 
 import grpc
 
+from mcpgen.errors import without_credentials
 from mcpgen.runtime.status import BackendError
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,6 @@ log = logging.getLogger(__name__)
 FAILURES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 CHECK_EVERY = 0.2  # seconds between liveness checks of an open circuit's target
 PROBE_EVERY = 0.5  # seconds between probes of a target that answers checks but timed out
-_USERINFO = re.compile(r"//[^/@]*@")
 
 
 class CircuitOpen(BackendError):
@@ -60,7 +59,7 @@ class Breaker:
     def __init__(
         self, target: str, threshold: int, cooldown: float, clock: Callable[[], float]
     ) -> None:
-        self.name = _USERINFO.sub("//", target)  # no credentials in messages or logs
+        self.name = without_credentials(target)  # no credentials in messages or logs
         self.threshold = threshold  # 0: never opens
         self.cooldown = cooldown
         self.clock = clock

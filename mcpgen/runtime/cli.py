@@ -288,7 +288,7 @@ def _rate_store(settings: ServerSettings, identity: ServerIdentity, observers: l
     return RedisRates(
         settings.rate_limit_store,
         namespace=identity.name,  # replicas of one server share buckets; other servers do not
-        fallback=settings.rate_limit_store_fallback,  # type: ignore[arg-type]
+        fallback=settings.rate_limit_store_fallback,
         observer=metrics[0] if metrics else None,
     )
 

@@ -312,7 +312,7 @@ class Gateway:
                 raise
             truncated = True
         finally:
-            await stream.aclose()  # type: ignore[attr-defined]
+            await stream.aclose()
         return {STREAM_KEY: messages, "truncated": truncated}
 
 

@@ -9,8 +9,9 @@ name in any case (`library`). The most specific match wins.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -176,30 +177,23 @@ class GrpcBackends:
 
     async def call(self, call: Call) -> dict[str, Any]:
         route, request, output = _route(call)
-        try:
+        with _as_backend_errors():
             response = await self.unary(
                 route.service, route.path, request, output, call.timeout, call.metadata,
                 route.nodes or (),
             )  # fmt: skip
-        except grpc.aio.AioRpcError as error:
-            raise BackendError.from_rpc_error(error) from None
-        except NoBackend as error:
-            raise BackendError(grpc.StatusCode.UNAVAILABLE, str(error)) from None
         return response_json(response)
 
-    async def stream(self, call: Call) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, call: Call) -> AsyncGenerator[dict[str, Any], None]:
         route, request, output = _route(call)
         messages = self.server_stream(
             route.service, route.path, request, output, call.timeout, call.metadata,
             route.nodes or (),
         )  # fmt: skip
         try:
-            async for message in messages:
-                yield response_json(message)
-        except grpc.aio.AioRpcError as error:
-            raise BackendError.from_rpc_error(error) from None
-        except NoBackend as error:
-            raise BackendError(grpc.StatusCode.UNAVAILABLE, str(error)) from None
+            with _as_backend_errors():
+                async for message in messages:
+                    yield response_json(message)
         finally:
             await messages.aclose()
 
@@ -266,6 +260,17 @@ class GrpcBackends:
         self._channels.clear()
         self._unary.clear()
         self._stream.clear()
+
+
+@contextlib.contextmanager
+def _as_backend_errors() -> Iterator[None]:
+    """gRPC's errors, and a service with no backend, as the `BackendError` of `Backend`."""
+    try:
+        yield
+    except grpc.aio.AioRpcError as error:
+        raise BackendError.from_rpc_error(error) from None
+    except NoBackend as error:
+        raise BackendError(grpc.StatusCode.UNAVAILABLE, str(error)) from None
 
 
 def _route(call: Call) -> tuple[GrpcRoute, Message, type[Message]]:

@@ -21,7 +21,7 @@ import json
 import ssl
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from functools import partial
 from typing import Any
 
@@ -174,7 +174,7 @@ class MucpBackends:
             ) from None
         return response_json(message)
 
-    async def stream(self, call: Call) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, call: Call) -> AsyncGenerator[dict[str, Any], None]:
         """A go-micro endpoint answers once: that answer is the stream's one message."""
         yield await self.call(call)
 

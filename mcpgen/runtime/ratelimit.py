@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from mcpgen.errors import UserError
+from mcpgen.errors import UserError, without_credentials
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -35,7 +34,6 @@ log = logging.getLogger(__name__)
 STORE_TIMEOUT = 0.5  # seconds a call may wait on Redis: connecting, or one script's answer
 RETRY_AFTER = 1.0  # seconds between tries of an unreachable store
 Fallback = Literal["local", "refuse"]
-_USERINFO = re.compile(r"//[^/@]*@")
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +186,7 @@ class RedisRates:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.url = check_store_url(url)
-        self.where = _USERINFO.sub("//", url)  # no password in logs or errors
+        self.where = without_credentials(url)  # no password in logs or errors
         self.prefix = f"mcpgen:{namespace}:rate:"
         self.fallback = fallback
         self.local = local or LocalRates(clock)
@@ -280,7 +278,7 @@ def check_store_url(url: str) -> str:
     scheme = url.partition("://")[0]
     if scheme not in ("redis", "rediss", "unix") or not url.partition("://")[2]:
         raise UserError(
-            f"--rate-limit-store {_USERINFO.sub('//', url)!r} is not a Redis URL",
+            f"--rate-limit-store {without_credentials(url)!r} is not a Redis URL",
             hint="e.g. redis://redis:6379/0, rediss://HOST:PORT/DB or unix:///run/redis.sock",
         )
     return url

@@ -18,7 +18,7 @@ from mcpgen.errors import UserError
 from mcpgen.runtime.grpc_backend import BackendConfig
 from mcpgen.runtime.limits import DEFAULT_MAX_BODY
 from mcpgen.runtime.policy import Rate, parse_scopes
-from mcpgen.runtime.ratelimit import check_store_url
+from mcpgen.runtime.ratelimit import Fallback, check_store_url
 from mcpgen.toolsets import Selection
 
 
@@ -68,7 +68,7 @@ class ServerSettings:
     rate_limit: Rate | None = None
     rate_limit_per_caller: Rate | None = None
     rate_limit_store: str = "local"  # or a Redis URL (`runtime.ratelimit.RedisRates`)
-    rate_limit_store_fallback: str = "local"  # or "refuse"
+    rate_limit_store_fallback: Fallback = "local"
     max_concurrency: int | None = None
     max_argument_bytes: int = 1024 * 1024
     max_argument_depth: int = 64
